@@ -1,0 +1,27 @@
+# The two entry points (see README): `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+$(BIN)/craft: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/craft
+
+demo: $(BIN)/craft
+	$(BIN)/craft compile specs/library/toy_language.yaml -o out/toy_standard.safetensors --family standard
+	$(BIN)/craft eval out/toy_standard.safetensors --spec specs/library/toy_language.yaml
+	$(BIN)/craft compile specs/library/toy_language.yaml -o out/toy_tensor.safetensors --family tensor
+	$(BIN)/craft eval out/toy_tensor.safetensors --spec specs/library/toy_language.yaml
+
+test: $(BIN)/craft
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/craft
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) out
