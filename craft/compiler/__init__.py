@@ -1,0 +1,60 @@
+"""The compiler: ``spec -> analysis -> plan -> constants -> circuits -> model``.
+
+Each stage is a pure function in its own module; :func:`compile_spec` is the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from craft.compiler.analysis import Analysis, analyse
+from craft.compiler.assemble import assemble
+from craft.compiler.conditions import Condition, all_hold, tensor_conditions
+from craft.compiler.constants import Constants, derive
+from craft.compiler.plan import Plan, plan
+from craft.models.transformer import Transformer
+from specs.errors import CraftError
+from specs.model import Spec
+
+COMPILER_VERSION = "0.1.0"
+FAMILIES = ("standard", "tensor")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled model with everything the compiler decided about it."""
+
+    model: Transformer
+    plan: Plan
+    constants: Constants
+    conditions: tuple[Condition, ...]  # tensor family: where the bound is guaranteed
+    placed: list  # (slot, circuit(s)) per component, for reports
+
+    @property
+    def analysis(self) -> Analysis:
+        return self.plan.analysis
+
+
+def compile_spec(spec: Spec, family: str = "standard") -> Compiled:
+    if family not in FAMILIES:
+        raise CraftError(f"unknown family {family!r}", where="--family", fix="use standard or tensor")
+    an = analyse(spec)
+    p = plan(an)
+    k = derive(an, family, len(p.slots))
+    model, placed = assemble(p, k, family)
+    conds = tensor_conditions(an) if family == "tensor" else ()
+    model.meta = {
+        "spec": {"name": spec.name, "sha256": spec.sha256, "source": str(spec.source)},
+        "compiler": {"version": COMPILER_VERSION, "family": family},
+        "constants": dict(k.table()),
+        "bounds": k.bound,
+        "conditions": [c.describe() for c in conds],
+        "components": [
+            {"name": c.name, "kind": type(c).__name__, "layer": s // 2, "sublayer": c.sublayer}
+            for c, s in sorted(p.slots.items(), key=lambda cs: cs[1])
+        ],
+    }
+    return Compiled(model, p, k, conds, placed)
+
+
+__all__ = ["Compiled", "Condition", "all_hold", "analyse", "compile_spec", "COMPILER_VERSION"]

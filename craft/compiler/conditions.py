@@ -1,0 +1,77 @@
+"""Where the tensor family cannot be exact, and the contexts on which its bound holds.
+
+A polynomial network of fixed depth sums where the semantics asks for an OR, a first
+occurrence or a three-way AND. The compiler does not hide this: each such place becomes
+a :class:`Condition`, printed at compile time, and the reported bound is guaranteed on
+every context where all conditions hold (tests check it there).
+
+* ``followers-agree``: tensor induction sums over all earlier occurrences of ``x[t]``;
+  exact when they were all followed by the same token (the spec wants the earliest).
+* ``single-anchor``: a tensor detector counts anchors in the window; a
+  non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
+* ``not-together``: a tensor readout cannot be switched off by a second
+  non-deterministic rule in the same layer (that needs a degree-3 product).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Literal
+
+from craft.compiler.analysis import Analysis
+
+ConditionKind = Literal["followers-agree", "single-anchor", "not-together"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: ConditionKind
+    rules: tuple[str, ...]
+
+    def describe(self) -> str:
+        if self.kind == "followers-agree":
+            return (
+                f"{self.rules[0]}: earlier occurrences of the current token were all followed "
+                "by the same token (bilinear attention sums, it cannot pick the earliest)"
+            )
+        if self.kind == "single-anchor":
+            return f"{self.rules[0]}: at most one anchor in the window (a count, not an OR)"
+        return f"{self.rules[0]} and {self.rules[1]} do not fire together"
+
+    def holds(self, an: Analysis, ctx: list[int]) -> bool:
+        rules = [an.info(n) for n in self.rules]
+        if self.kind == "not-together":
+            return not (rules[0].holds(ctx) and rules[1].holds(ctx))
+        r = rules[0]
+        if not r.holds(ctx):
+            return True
+        if self.kind == "single-anchor":
+            return r.anchor_count(ctx) <= 1
+        followers = {ctx[s + 1] for s in range(len(ctx) - 1) if ctx[s] == ctx[-1]}
+        return len(followers) <= 1
+
+
+def tensor_conditions(an: Analysis) -> tuple[Condition, ...]:
+    out: list[Condition] = []
+    for r in an.rules:
+        gates = an.gates(r)
+        if r.kind == "induction":
+            out.append(Condition("followers-agree", (r.name,)))
+            for a, b in combinations(gates, 2):
+                if an.can_cofire(a, b):
+                    out.append(Condition("not-together", (a.name, b.name)))
+            out += [Condition("single-anchor", (g.name,)) for g in gates if _counts(g)]
+        elif not r.deterministic:
+            out += [Condition("not-together", (g.name, r.name)) for g in gates]
+            if _counts(r):
+                out.append(Condition("single-anchor", (r.name,)))
+    return tuple(dict.fromkeys(out))
+
+
+def _counts(r) -> bool:
+    return r.kind == "skip_bigram" and r.window[1] > r.window[0]
+
+
+def all_hold(conds: tuple[Condition, ...], an: Analysis, ctx: list[int]) -> bool:
+    return all(c.holds(an, ctx) for c in conds)
