@@ -18,6 +18,8 @@ import numpy as np
 
 BOS = "<bos>"  # reserved name of the beginning-of-sequence token (position 0)
 START_RULE = "start"  # pseudo-rule name of the prediction made at the BOS position
+MAX_LEN_LIMIT = 512  # largest ``max_len`` a spec may declare
+SPEC_FORMAT = "craft-spec/1"  # the value of a spec file's ``format`` key
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Sampling sequences from a spec, exactly from the ground-truth distribution.
+
+The loop runs over positions, never over sequences: at each position the
+:class:`~specs.engine.Evaluator` gives every row's distribution (the same numbers
+:func:`specs.truth.truth` returns), and one uniform per row picks the token by
+inverse CDF.
+
+Shape glossary: ``B`` batch, ``L`` length (tokens after BOS), ``V`` vocabulary size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specs.engine import Evaluator
+from specs.errors import CraftError
+from specs.model import Spec
+
+
+def _check_int(value: object, name: str, lo: int, hi: int | None, spec: Spec) -> int:
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if not ok or value < lo or (hi is not None and value > hi):
+        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise CraftError(
+            f"{name} is {value!r}, expected an integer {bound}",
+            where=f"sample({spec.name})",
+            fix=f"pass {name} in {bound}",
+        )
+    return int(value)
+
+
+def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw of one token per row.
+
+    Args:
+        probs: float64 [B, V], rows summing to 1 (up to rounding).
+        uniforms: float64 [B] in [0, 1).
+
+    Returns:
+        int64 [B]: the first index whose (normalised) CDF exceeds the uniform. A token
+        of probability 0 has a flat CDF step and is never drawn; normalising by the last
+        CDF entry makes it exactly 1.0, so the index is always ``< V``.
+    """
+    cdf = np.cumsum(probs, axis=1)
+    cdf /= cdf[:, -1:]
+    return (cdf <= uniforms[:, None]).sum(axis=1).astype(np.int64)
+
+
+def sample(spec: Spec, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``batch`` sequences of ``length`` tokens.
+
+    Args:
+        spec: a resolved spec.
+        batch: number of sequences (>= 0).
+        length: tokens after BOS, ``0..spec.max_len``.
+        seed: seed of the numpy Generator (>= 0); the result depends only on it.
+
+    Returns:
+        tokens int64 [B, 1 + L] with the BOS id in column 0, and rule_ids int64 [B, L]
+        where ``rule_ids[:, t]`` is the rule that generated ``tokens[:, t + 1]`` (the
+        rule firing at position ``t``; ``spec.start_rule_id`` at ``t = 0``).
+
+    Raises:
+        CraftError: a negative batch or seed, or a length outside ``0..max_len``.
+    """
+    batch = _check_int(batch, "batch", 0, None, spec)
+    length = _check_int(length, "length", 0, spec.max_len, spec)
+    seed = _check_int(seed, "seed", 0, None, spec)
+    rng = np.random.default_rng(seed)
+    tokens = np.full((batch, 1 + length), len(spec.vocab), dtype=np.int64)
+    rule_ids = np.empty((batch, length), dtype=np.int64)
+    evaluator = Evaluator(spec, batch)
+    for t in range(length):
+        probs, rule_ids[:, t] = evaluator.step(tokens)
+        tokens[:, t + 1] = draw(probs, rng.random(batch))
+    return tokens, rule_ids

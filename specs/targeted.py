@@ -1,0 +1,90 @@
+"""Targeted contexts: random contexts at which a chosen rule fires.
+
+Sampled data exercises rare rules rarely (a token trigram may fire once in a thousand
+positions). :func:`contexts_for_rule` builds contexts that end the way the rule needs
+(a key token, a trigram pair, an anchor inside the window then the cue, a repeated
+token) after a random prefix, and keeps those at which the rule really is the first
+to fire according to :func:`specs.truth.next_dist_exact`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specs.errors import CraftError
+from specs.model import Bigram, Induction, Rule, SkipBigram, Spec, Trigram
+from specs.truth import next_dist_exact
+
+
+def _pick(rng: np.random.Generator, ids: frozenset[int]) -> int:
+    return int(rng.choice(sorted(ids)))
+
+
+def _ending(rule: Rule, rng: np.random.Generator, vocab_size: int) -> list[int]:
+    """Tokens a context must end with for ``rule``'s condition to hold."""
+    if isinstance(rule, Bigram):
+        return [_pick(rng, rule.keys)]
+    if isinstance(rule, Trigram):
+        return [_pick(rng, rule.first), _pick(rng, rule.second)]
+    if isinstance(rule, SkipBigram):
+        gap = int(rng.integers(rule.window[0], rule.window[1] + 1))
+        filler = rng.integers(0, vocab_size, size=gap - 1).tolist()
+        return [_pick(rng, rule.anchor), *filler, _pick(rng, rule.cue)]
+    if isinstance(rule, Induction):
+        token = _pick(rng, rule.on)
+        middle = rng.integers(0, vocab_size, size=int(rng.integers(0, 4))).tolist()
+        return [token, *middle, token]
+    raise CraftError(f"unknown rule kind {type(rule).__name__}", fix="use a rule from specs.model")
+
+
+def contexts_for_rule(
+    spec: Spec,
+    rule_id: int,
+    rng: np.random.Generator,
+    n: int,
+    max_prefix: int = 24,
+) -> list[tuple[int, ...]]:
+    """``n`` contexts (token ids after BOS) at which rule ``rule_id`` fires.
+
+    Args:
+        spec: a resolved spec.
+        rule_id: index into ``spec.rule_names()`` (the start rule gives empty contexts).
+        rng: numpy Generator (the result depends only on its state).
+        n: number of contexts wanted.
+        max_prefix: longest random prefix before the rule's ending.
+
+    Returns:
+        ``n`` contexts, each at most ``spec.max_len`` tokens long.
+
+    Raises:
+        CraftError: an unknown rule id, or a rule that fires too rarely to find ``n``
+            contexts (usually a shadowed rule).
+    """
+    if not 0 <= rule_id <= spec.start_rule_id:
+        raise CraftError(
+            f"rule id {rule_id} does not exist",
+            where=spec.source or spec.name,
+            fix=f"use a rule id in 0..{spec.start_rule_id}",
+        )
+    if rule_id == spec.start_rule_id:
+        return [()] * n
+    rule, vocab_size = spec.rules[rule_id], len(spec.vocab)
+    found: list[tuple[int, ...]] = []
+    tries = 0
+    while len(found) < n and tries < 200 * max(n, 1):
+        tries += 1
+        ending = _ending(rule, rng, vocab_size)
+        room = min(max_prefix, spec.max_len - len(ending))
+        if room < 0:
+            continue
+        prefix = rng.integers(0, vocab_size, size=int(rng.integers(0, room + 1))).tolist()
+        context = tuple(prefix + ending)
+        if next_dist_exact(spec, context)[1] == rule_id:
+            found.append(context)
+    if len(found) < n:
+        raise CraftError(
+            f"found only {len(found)} of {n} contexts where rule {rule.name!r} fires",
+            where=spec.source or spec.name,
+            fix="check that earlier rules do not shadow it (loading warns about that)",
+        )
+    return found
