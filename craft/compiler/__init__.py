@@ -37,7 +37,9 @@ class Compiled:
 
 def compile_spec(spec: Spec, family: str = "standard") -> Compiled:
     if family not in FAMILIES:
-        raise CraftError(f"unknown family {family!r}", where="--family", fix="use standard or tensor")
+        raise CraftError(
+            f"unknown family {family!r}", where="--family", fix="use standard or tensor"
+        )
     an = analyse(spec)
     p = plan(an)
     k = derive(an, family, len(p.slots))

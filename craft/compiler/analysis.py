@@ -141,7 +141,10 @@ def analyse(spec: Spec) -> Analysis:
         if isinstance(rule, Bigram):
             continue
         info = _info(i, rule, frozenset(t for t in range(v) if first_bigram[t] > i))
-        (infos if info.cue else shadowed).append(info if info.cue else rule.name)
+        if info.cue:
+            infos.append(info)
+        else:
+            shadowed.append(rule.name)
     return Analysis(spec, tuple(infos), tuple(row) + (spec.start,), tuple(shadowed))
 
 

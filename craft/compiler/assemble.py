@@ -34,9 +34,7 @@ def assemble(p: Plan, k: Constants, family: str) -> tuple[Transformer, list]:
     heads = {s: cs for s, cs in by_slot.items() if s % 2 == 0}
     units = {s: [u for cs in c for u in cs] for s, c in by_slot.items() if s % 2 == 1}
     n_heads = max([len(h) for h in heads.values()] + [1])
-    d_head = max(
-        [max(len(h.qk), len(h.qk2), len(h.ov)) for hs in heads.values() for h in hs] + [1]
-    )
+    d_head = max([max(len(h.qk), len(h.qk2), len(h.ov)) for hs in heads.values() for h in hs] + [1])
     d_mlp = max([len(u) for u in units.values()] + [0])
     cfg = ModelConfig(
         family=family,

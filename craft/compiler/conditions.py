@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
+import numpy as np
+
 from craft.compiler.analysis import Analysis
 
 ConditionKind = Literal["followers-agree", "single-anchor", "not-together"]
@@ -75,3 +77,27 @@ def _counts(r) -> bool:
 
 def all_hold(conds: tuple[Condition, ...], an: Analysis, ctx: list[int]) -> bool:
     return all(c.holds(an, ctx) for c in conds)
+
+
+def condition_mask(conds: tuple[Condition, ...], an: Analysis, tokens: np.ndarray) -> np.ndarray:
+    """``bool [B, T]``: whether every condition holds at each position of ``tokens``.
+
+    ``tokens`` is ``[B, T]`` with BOS at column 0; column ``t`` is the context
+    ``tokens[b, 1:t+1]``. Followers-agree is tracked incrementally (one pass per row).
+    """
+    b, t = tokens.shape
+    out = np.ones((b, t), dtype=bool)
+    if not conds:
+        return out
+    simple = tuple(c for c in conds if c.kind != "followers-agree")
+    followers = [an.info(c.rules[0]) for c in conds if c.kind == "followers-agree"]
+    for i in range(b):
+        row = [int(x) for x in tokens[i, 1:]]
+        seen: dict[int, set[int]] = {}
+        for j in range(1, t):
+            x = row[j - 1]
+            if j >= 2:
+                seen.setdefault(row[j - 2], set()).add(x)
+            ok = all(len(seen.get(x, ())) <= 1 for r in followers if x in r.cue)
+            out[i, j] = ok and (not simple or all_hold(simple, an, row[:j]))
+    return out

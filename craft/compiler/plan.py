@@ -121,9 +121,7 @@ def components(an: Analysis) -> list[Component]:
         if not r.deterministic:
             gates = tuple(g.name for g in an.gates(r))
             cancels = tuple(
-                x.name
-                for x in an.lower_cofiring(r)
-                if x.deterministic and x.kind != "induction"
+                x.name for x in an.lower_cofiring(r) if x.deterministic and x.kind != "induction"
             )
             out.append(_named(Readout(r.name, gates, cancels), f"readout:{r.name}"))
     return out

@@ -76,8 +76,14 @@ def prev_token(an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
     so at ``t = 1`` the prev subspace stays 0.
     """
     a = 1.0 if tensor else k.prev_score
-    qk = [({Direction("pos", t): a}, {Direction("pos", t - 1): 1.0}) for t in range(1, an.spec.max_len + 1)]
-    ov = [({tok(v, an): 1.0}, {Direction("prev", an.spec.vocab.tokens[v]): 1.0}) for v in range(len(an.spec.vocab))]
+    qk = [
+        ({Direction("pos", t): a}, {Direction("pos", t - 1): 1.0})
+        for t in range(1, an.spec.max_len + 1)
+    ]
+    ov = [
+        ({tok(v, an): 1.0}, {Direction("prev", an.spec.vocab.tokens[v]): 1.0})
+        for v in range(len(an.spec.vocab))
+    ]
     qk2 = [({ONE: 1.0}, {ONE: 1.0, BOS_DIR: 1.0})] if tensor else []
     return HeadCircuit("prev-token", qk, ov, qk2)
 
@@ -108,7 +114,9 @@ def detector(c: Detector, an: Analysis, k: Constants, tensor: bool) -> HeadCircu
     rules = [an.info(n) for n in c.rules]
     w = 1.0 if tensor else k.det_score
     band = _band(lo, hi, an.spec.max_len, w)
-    pairs = [(_ind([tok(v, an) for v in r.cue], w), _ind([tok(v, an) for v in r.anchor])) for r in rules]
+    pairs = [
+        (_ind([tok(v, an) for v in r.cue], w), _ind([tok(v, an) for v in r.anchor])) for r in rules
+    ]
     ov = [(_ind([tok(v, an) for v in r.anchor]), {Direction("fire", r.name): 1.0}) for r in rules]
     if tensor:
         return HeadCircuit(c.name, band, ov, pairs)
@@ -148,7 +156,10 @@ def induction(c: InductionHead, an: Analysis, k: Constants, tensor: bool) -> Hea
     vocab = an.spec.vocab.tokens
     w = 1.0 if tensor else k.ind_match
     match = [({tok(v, an): w}, {Direction("prev", vocab[v]): 1.0}) for v in sorted(r.cue)]
-    ov = [({tok(v, an): 1.0}, {Direction(f"copy[{r.name}]", vocab[v]): 1.0}) for v in range(len(vocab))]
+    ov = [
+        ({tok(v, an): 1.0}, {Direction(f"copy[{r.name}]", vocab[v]): 1.0})
+        for v in range(len(vocab))
+    ]
     gate = [Direction("fire", g) for g in c.gates]
     keys = [Direction("pos", s) for s in range(1, an.spec.max_len + 1)]
     if tensor:
@@ -175,10 +186,23 @@ def readout(c: Readout, an: Analysis, tensor: bool) -> list[UnitCircuit]:
     units = []
     for v in sorted(r.cue):
         out = {Direction("read", r.name): 1.0, tok(v, an): -1.0}
-        units.append(_and(f"{c.name}:{an.spec.vocab.tokens[v]}", fire_r, {tok(v, an): 1.0}, gate, out, tensor))
+        units.append(
+            _and(
+                f"{c.name}:{an.spec.vocab.tokens[v]}", fire_r, {tok(v, an): 1.0}, gate, out, tensor
+            )
+        )
     for l_name in c.cancels:
         fire_l = {Direction("fire", l_name): 1.0}
-        units.append(_and(f"{c.name}:cancel:{l_name}", fire_r, fire_l, gate, {Direction("fire", l_name): -1.0}, tensor))
+        units.append(
+            _and(
+                f"{c.name}:cancel:{l_name}",
+                fire_r,
+                fire_l,
+                gate,
+                {Direction("fire", l_name): -1.0},
+                tensor,
+            )
+        )
     return units
 
 

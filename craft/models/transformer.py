@@ -106,8 +106,12 @@ class BilinearAttention(nn.Module):
 
     def pattern(self, x: torch.Tensor) -> torch.Tensor:
         e = self.cfg.d_head
-        s1 = einsum(self._proj(x, self.W_Q1), self._proj(x, self.W_K1), "b t h e, b s h e -> b h t s")
-        s2 = einsum(self._proj(x, self.W_Q2), self._proj(x, self.W_K2), "b t h e, b s h e -> b h t s")
+        s1 = einsum(
+            self._proj(x, self.W_Q1), self._proj(x, self.W_K1), "b t h e, b s h e -> b h t s"
+        )
+        s2 = einsum(
+            self._proj(x, self.W_Q2), self._proj(x, self.W_K2), "b t h e, b s h e -> b h t s"
+        )
         pattern = s1 * s2 / (e * e)
         if self.cfg.causal:
             t = x.shape[1]

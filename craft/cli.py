@@ -1,0 +1,230 @@
+"""The ``craft`` command line: compile, eval, sample, inspect.
+
+Every user error (a :class:`~specs.errors.CraftError`, a usage error, an unreadable or
+unwritable file) prints as one line ``craft: error: <message>`` on stderr and exits
+with code 2; spec warnings print as ``craft: warning: <message>``. Output files are
+written atomically, so a failed command leaves none behind. This is the only module of
+``craft`` that imports ``verify``.
+
+Example:
+    $ craft compile specs/library/toy_language.yaml -o out/toy.safetensors --family tensor
+    $ craft eval out/toy.safetensors --spec specs/library/toy_language.yaml --n 500
+    $ craft sample specs/library/induction.yaml -n 3 --seed 1 --json
+    $ craft inspect out/toy.safetensors --directions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
+from craft.models import load_model, save_model
+from craft.report import eval_table, model_summary, never_fired, over_bound, print_summary
+from specs.errors import CraftError, CraftWarning
+from specs.load import load_spec
+from specs.sample import sample
+from verify.behaviour import evaluate
+
+EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are CraftErrors (one line, exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CraftError(message, fix=f"see `{self.prog} --help`")
+
+
+def _int_at_least(lo: int):
+    """An argparse type: an integer ``>= lo`` (the error names the bound, not a function)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _console() -> Console:
+    # Built per call so that it writes to the current sys.stdout (pytest's capsys).
+    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _warn(message: str) -> None:
+    print(f"craft: warning: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, CraftWarning):
+        _warn(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    compiled = compile_spec(spec, args.family)
+    try:
+        save_model(compiled.model, args.output)
+    except OSError as e:
+        raise CraftError(
+            f"cannot write the model file ({e.strerror or e})",
+            where=args.output,
+            fix="write to a folder that exists (or can be created) and is writable",
+        ) from None
+    summary = {"output": args.output, **model_summary(compiled.model)}
+    if args.json:
+        _print_json(summary)
+        return 0
+    console = _console()
+    console.print(
+        f"compiled spec [bold]{spec.name}[/bold] ({spec.source}) -> {args.output}"
+        f" ({args.family} family, {compiled.plan.n_layers} layers)",
+        soft_wrap=True,
+    )
+    print_summary(console, summary)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    spec = load_spec(args.spec)
+    stated = (model.meta.get("spec") or {}).get("sha256")
+    if stated and stated != spec.sha256:
+        _warn(
+            f"{args.model} was compiled from a spec with sha256 {stated[:16]}..., but "
+            f"{args.spec} has sha256 {spec.sha256[:16]}...; evaluating anyway"
+        )
+    result = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed).to_json()
+    if args.json:
+        _print_json(result)
+        return 0
+    bounds = dict(model.meta.get("bounds") or {})
+    console = _console()
+    length = spec.max_len if args.length is None else args.length
+    console.print(
+        f"{args.model} on spec [bold]{spec.name}[/bold]: {args.n} sampled sequences of "
+        f"{length} tokens (seed {args.seed}), model run in float64",
+        soft_wrap=True,
+    )
+    console.print(eval_table(result, bounds))
+    exceeded = over_bound(result, bounds)
+    if exceeded:
+        note = " (the tensor family's bounds hold only where its conditions hold)"
+        console.print(
+            f"max KL above the stated bound for: {', '.join(exceeded)}"
+            + (note if model.cfg.family == "tensor" else ""),
+            markup=False,
+        )
+    silent = never_fired(result, spec.rule_names())
+    if silent:
+        console.print(f"never fired in this sample: {', '.join(silent)}", markup=False)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    length = spec.max_len if args.length is None else args.length
+    tokens, rule_ids = sample(spec, args.n, length, args.seed)
+    names = spec.rule_names()
+    rows = [
+        {"tokens": spec.vocab.decode(row[1:]), "rules": [names[int(r)] for r in rules]}
+        for row, rules in zip(tokens, rule_ids, strict=True)
+    ]
+    if args.json:  # one JSON document, one sequence a line
+        print("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]")
+    else:
+        for row in rows:
+            print(" ".join(row["tokens"]))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    summary = {"file": args.model, **model_summary(model, directions=args.directions)}
+    if args.json:
+        _print_json(summary)
+        return 0
+    console = _console()
+    console.print(f"model file {args.model}", markup=False)
+    print_summary(console, summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="craft", description="Compile circuit specs into transformer weights.")
+    parser.add_argument("--version", action="version", version=f"craft {COMPILER_VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile a spec into a model file")
+    p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--family", choices=FAMILIES, default="standard", help="model family")
+    p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("eval", help="compare a model's predictions with a spec's ground truth")
+    p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
+    p.add_argument("--spec", required=True, help="spec file giving the ground truth")
+    p.add_argument("-n", "--n", type=_int_at_least(1), default=2000, help="sequences to sample")
+    p.add_argument("--length", type=_int_at_least(1), help="tokens per sequence (max_len)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("sample", help="sample sequences from a spec")
+    p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    p.add_argument("-n", "--n", type=_int_at_least(1), default=5, help="number of sequences")
+    p.add_argument("--length", type=_int_at_least(0), help="tokens per sequence (max_len)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
+    p.set_defaults(run=cmd_sample)
+
+    p = sub.add_parser("inspect", help="describe a model file")
+    p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
+    p.add_argument("--directions", action="store_true", help="list every residual direction")
+    p.set_defaults(run=cmd_inspect)
+
+    for p in sub.choices.values():
+        p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    return parser
+
+
+def _os_message(e: OSError) -> str:
+    what = e.strerror or str(e)
+    return f"{e.filename}: {what}" if e.filename else what
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``craft`` command line; returns the exit code (0, or 2 on any user error)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CraftWarning)
+            warnings.showwarning = _show_warning
+            args = build_parser().parse_args(argv)
+            return args.run(args)
+    except CraftError as e:
+        message = str(e)
+    except OSError as e:
+        message = _os_message(e)
+    except SystemExit as e:  # --help and --version exit through argparse
+        return e.code if isinstance(e.code, int) else 0
+    print(f"craft: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""What the CLI prints: a model's summary as a dict (for ``--json``) and as rich tables.
+
+:func:`model_summary` reads everything from the model itself (config, residual
+layout, ``meta`` written by the compiler), so ``craft compile`` and ``craft inspect``
+print the same report; models without a layout or meta (trained, converted) print
+what they have. :func:`eval_table` formats a :class:`verify.behaviour.Evaluation`
+(passed in as its JSON dict, so this module does not import ``verify``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from craft.models import Transformer
+
+
+def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, Any]:
+    """Family, config, parameter count, residual layout and provenance of a model.
+
+    Args:
+        model: any model; ``layout`` and ``meta`` are optional.
+        directions: also list every named residual direction (``"tok:alice"``, ...).
+
+    Returns:
+        A JSON-ready dict with keys ``family``, ``config``, ``n_params``, ``layout``
+        (``[{"name", "size"}]`` or None), ``spec``, ``compiler``, ``components``,
+        ``constants``, ``bounds``, ``conditions`` (each None/empty when unknown) and,
+        with ``directions``, ``directions``.
+    """
+    meta = model.meta or {}
+    layout = model.layout
+    out: dict[str, Any] = {
+        "family": model.cfg.family,
+        "config": model.cfg.to_json(),
+        "n_params": model.n_params(),
+        "layout": (
+            [{"name": name, "size": size} for name, size in layout.describe()]
+            if layout is not None
+            else None
+        ),
+        "spec": meta.get("spec"),
+        "compiler": meta.get("compiler"),
+        "components": list(meta.get("components") or []),
+        "constants": dict(meta.get("constants") or {}),
+        "bounds": dict(meta.get("bounds") or {}),
+        "conditions": list(meta.get("conditions") or []),
+    }
+    if directions:
+        out["directions"] = [str(d) for d in layout] if layout is not None else []
+    return out
+
+
+def _table(title: str, *columns: str, text: int = 1) -> Table:
+    """A table whose first ``text`` columns are left-aligned and the rest (numbers) right."""
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < text else "right")
+    return table
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    """Print the tables of a :func:`model_summary` (empty sections are skipped)."""
+    cfg = s["config"]
+    t = _table("model", "field", "value", text=2)
+    for key, value in [
+        ("family", s["family"]),
+        ("layers", cfg["n_layers"]),
+        ("heads", cfg["n_heads"]),
+        ("d_model", cfg["d_model"]),
+        ("d_head", cfg["d_head"]),
+        ("d_mlp", cfg["d_mlp"]),
+        ("n_ctx", cfg["n_ctx"]),
+        ("vocab in / out", f"{cfg['n_vocab']} / {cfg['n_out']}"),
+        ("positions", cfg["positions"]),
+        ("parameters", f"{s['n_params']:,}"),
+    ]:
+        t.add_row(key, str(value))
+    console.print(t)
+    if s["spec"] or s["compiler"]:
+        t = _table("provenance", "field", "value", text=2)
+        spec, compiler = s["spec"] or {}, s["compiler"] or {}
+        for key, value in [
+            ("spec", spec.get("name")),
+            ("spec sha256", spec.get("sha256")),
+            ("spec source", spec.get("source")),
+            ("compiler version", compiler.get("version")),
+        ]:
+            if value:
+                t.add_row(key, str(value))
+        console.print(t)
+    if s["layout"]:
+        t = _table("residual stream", "subspace", "size", "dims")
+        start = 0
+        for sub in s["layout"]:
+            t.add_row(sub["name"], str(sub["size"]), f"{start}..{start + sub['size'] - 1}")
+            start += sub["size"]
+        console.print(t)
+    if s.get("directions"):
+        console.print("directions: " + " ".join(s["directions"]), soft_wrap=True)
+    if s["components"]:
+        t = _table("components", "layer", "sublayer", "component", "kind", text=4)
+        for c in s["components"]:
+            t.add_row(
+                str(c.get("layer")), c.get("sublayer", ""), c.get("name", ""), c.get("kind", "")
+            )
+        console.print(t)
+    if s["constants"]:
+        t = _table("constants", "constant", "value")
+        for name, value in s["constants"].items():
+            t.add_row(name, _num(value))
+        console.print(t)
+    if s["bounds"]:
+        t = _table("guaranteed error bound per rule", "rule", "max KL (nats)")
+        for name, value in s["bounds"].items():
+            t.add_row(name, _num(value))
+        console.print(t)
+    if s["conditions"]:
+        console.print("[bold]the bounds hold on contexts where:[/bold]")
+        for c in s["conditions"]:
+            console.print(f"  - {c}", soft_wrap=True, markup=False)
+
+
+def eval_table(evaluation: dict[str, Any], bounds: dict[str, float]) -> Table:
+    """Per-rule table of an evaluation's JSON (``Evaluation.to_json()``) and an overall row.
+
+    Args:
+        evaluation: ``{"rules": {name: stats}, "overall": stats}``.
+        bounds: the model's stated max-KL bound per rule (empty: no bound column).
+    """
+    columns = ["rule", "n", "CE", "entropy", "excess (KL)", "max KL", "argmax acc"]
+    t = _table("behaviour against the spec (nats per token)", *columns, *(["bound"] * bool(bounds)))
+    rows = [*evaluation["rules"].items(), ("overall", evaluation["overall"])]
+    for i, (name, r) in enumerate(rows):
+        cells = [name, str(r["n"]), _num(r["ce"]), _num(r["entropy"]), _num(r["kl"])]
+        cells += [_num(r["max_kl"]), f"{r['accuracy']:.3f}"]
+        if bounds:
+            cells.append(_num(bounds[name]) if name in bounds else "")
+        t.add_row(*cells, end_section=i == len(rows) - 2)
+    return t
+
+
+def never_fired(evaluation: dict[str, Any], rule_names: tuple[str, ...]) -> list[str]:
+    """Rules of the spec with no position in the evaluated sample."""
+    return [name for name in rule_names if name not in evaluation["rules"]]
+
+
+def over_bound(evaluation: dict[str, Any], bounds: dict[str, float]) -> list[str]:
+    """Rules whose largest observed KL exceeds the model's stated bound."""
+    return [
+        name
+        for name, r in evaluation["rules"].items()
+        if name in bounds and r["max_kl"] > bounds[name]
+    ]
