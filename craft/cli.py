@@ -58,8 +58,10 @@ def _int_at_least(lo: int):
 
 
 def _console() -> Console:
-    # Built per call so that it writes to the current sys.stdout (pytest's capsys).
-    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 120)
+    # Built per call so that it writes to the current sys.stdout (pytest's capsys). No
+    # markup: names from specs and files may contain brackets ("copy[rule]").
+    width = None if sys.stdout.isatty() else 120
+    return Console(file=sys.stdout, markup=False, highlight=False, width=width)
 
 
 def _print_json(obj: Any) -> None:
@@ -94,7 +96,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     console.print(
-        f"compiled spec [bold]{spec.name}[/bold] ({spec.source}) -> {args.output}"
+        f"compiled spec {spec.name} ({spec.source}) -> {args.output}"
         f" ({args.family} family, {compiled.plan.n_layers} layers)",
         soft_wrap=True,
     )
@@ -119,7 +121,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console = _console()
     length = spec.max_len if args.length is None else args.length
     console.print(
-        f"{args.model} on spec [bold]{spec.name}[/bold]: {args.n} sampled sequences of "
+        f"{args.model} on spec {spec.name}: {args.n} sampled sequences of "
         f"{length} tokens (seed {args.seed}), model run in float64",
         soft_wrap=True,
     )
@@ -129,12 +131,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         note = " (the tensor family's bounds hold only where its conditions hold)"
         console.print(
             f"max KL above the stated bound for: {', '.join(exceeded)}"
-            + (note if model.cfg.family == "tensor" else ""),
-            markup=False,
+            + (note if model.cfg.family == "tensor" else "")
         )
     silent = never_fired(result, spec.rule_names())
     if silent:
-        console.print(f"never fired in this sample: {', '.join(silent)}", markup=False)
+        console.print(f"never fired in this sample: {', '.join(silent)}")
     return 0
 
 
@@ -162,7 +163,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _print_json(summary)
         return 0
     console = _console()
-    console.print(f"model file {args.model}", markup=False)
+    console.print(f"model file {args.model}")
     print_summary(console, summary)
     return 0
 

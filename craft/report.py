@@ -66,7 +66,10 @@ def _num(x: float) -> str:
 
 
 def print_summary(console: Console, s: dict[str, Any]) -> None:
-    """Print the tables of a :func:`model_summary` (empty sections are skipped)."""
+    """Print the tables of a :func:`model_summary` (empty sections are skipped).
+
+    ``console`` should have ``markup=False``: names may contain brackets.
+    """
     cfg = s["config"]
     t = _table("model", "field", "value", text=2)
     for key, value in [
@@ -117,14 +120,14 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             t.add_row(name, _num(value))
         console.print(t)
     if s["bounds"]:
-        t = _table("guaranteed error bound per rule", "rule", "max KL (nats)")
+        t = _table("guaranteed bounds", "rule", "max KL (nats)")
         for name, value in s["bounds"].items():
             t.add_row(name, _num(value))
         console.print(t)
     if s["conditions"]:
-        console.print("[bold]the bounds hold on contexts where:[/bold]")
+        console.print("the bounds hold on contexts where:", style="bold")
         for c in s["conditions"]:
-            console.print(f"  - {c}", soft_wrap=True, markup=False)
+            console.print(f"  - {c}", soft_wrap=True)
 
 
 def eval_table(evaluation: dict[str, Any], bounds: dict[str, float]) -> Table:
