@@ -30,7 +30,7 @@ from craft.report import eval_table, model_summary, never_fired, over_bound, pri
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
-from verify.behaviour import evaluate
+from verify.behaviour import at_context, evaluate
 
 EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
 
@@ -113,6 +113,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{args.model} was compiled from a spec with sha256 {stated[:16]}..., but "
             f"{args.spec} has sha256 {spec.sha256[:16]}...; evaluating anyway"
         )
+    if args.context is not None:
+        return _eval_context(model, spec, args)
     result = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed).to_json()
     if args.json:
         _print_json(result)
@@ -136,6 +138,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     silent = never_fired(result, spec.rule_names())
     if silent:
         console.print(f"never fired in this sample: {', '.join(silent)}")
+    return 0
+
+
+def _eval_context(model, spec, args: argparse.Namespace) -> int:
+    """``craft eval --context "the alice"``: both distributions after one context."""
+    report = at_context(model, spec, args.context.split())
+    bound = (model.meta.get("bounds") or {}).get(report.rule)
+    if args.json:
+        _print_json({**report.to_json(), "bound": bound})
+        return 0
+    console = _console()
+    shown = " ".join(report.context) or "(BOS only)"
+    bound_text = f" (bound {bound:.3g})" if bound is not None else ""
+    console.print(f"context: {shown}; rule: {report.rule}; KL {report.kl:.3g}{bound_text}")
+    mass = {t: max(q, report.spec.get(t, 0.0)) for t, q in report.model.items()}
+    for token in sorted((t for t in mass if mass[t] > 1e-6), key=lambda t: -mass[t])[:12]:
+        p, q = report.spec.get(token, 0.0), report.model[token]
+        console.print(f"  {token:>12}  spec {p:.6f}  model {q:.6f}")
     return 0
 
 
@@ -185,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n", type=_int_at_least(1), default=2000, help="sequences to sample")
     p.add_argument("--length", type=_int_at_least(1), help="tokens per sequence (max_len)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
+    p.add_argument(
+        "--context",
+        help='instead of sampling, compare both distributions after one context ("the alice")',
+    )
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("sample", help="sample sequences from a spec")

@@ -22,6 +22,7 @@ Shape glossary: ``B`` sequences, ``T`` columns (BOS at column 0, so ``T = 1 + le
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from craft.models import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
 from specs.sample import sample
-from specs.truth import check_tokens, truth
+from specs.truth import check_tokens, encode, truth
 
 _TIE_TOL = 1e-12  # p values of tied maximisers come from equal fractions; allow rounding
 
@@ -264,3 +265,46 @@ def evaluate(
         tokens, _ = sample(spec, n_seqs, length, seed)
     metrics = position_metrics(model, spec, tokens, batch=batch, dtype=dtype)
     return aggregate(spec, metrics)
+
+
+@dataclass(frozen=True)
+class ContextReport:
+    """The spec's and the model's next-token distributions at one context."""
+
+    context: tuple[str, ...]
+    rule: str
+    kl: float
+    spec: dict[str, float]  # token -> probability, support only
+    model: dict[str, float]  # token -> probability, every token
+
+    def to_json(self) -> dict:
+        return {
+            "context": list(self.context),
+            "rule": self.rule,
+            "kl": self.kl,
+            "spec": self.spec,
+            "model": self.model,
+        }
+
+
+def at_context(model: Transformer, spec: Spec, names: Sequence[str]) -> ContextReport:
+    """Compare ``model`` with the ground truth after the context ``names`` (token names).
+
+    Raises:
+        CraftError: an unknown token, a context too long, or a model that does not fit.
+    """
+    ids = encode(spec, names)
+    tokens = np.array([[len(spec.vocab), *ids]], dtype=np.int64)
+    m = position_metrics(model, spec, tokens)
+    p, rule_ids = truth(spec, tokens)
+    runner = copy.deepcopy(model).to(torch.float64).eval()
+    with torch.no_grad():
+        q = torch.softmax(runner(torch.from_numpy(tokens))[0, -1], -1).numpy()
+    vocab = spec.vocab.tokens
+    return ContextReport(
+        context=tuple(names),
+        rule=spec.rule_names()[int(rule_ids[0, -1])],
+        kl=float(m.kl[0, -1]),
+        spec={vocab[i]: float(x) for i, x in enumerate(p[0, -1]) if x > 0},
+        model={vocab[i]: float(x) for i, x in enumerate(q)},
+    )
