@@ -115,7 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if args.context is not None:
         return _eval_context(model, spec, args)
-    result = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed).to_json()
+    evaluation = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed)
+    result = evaluation.to_json()
     if args.json:
         _print_json(result)
         return 0
@@ -128,7 +129,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     console.print(eval_table(result, bounds))
-    exceeded = over_bound(result, bounds)
+    if "where_exact" in result:
+        n = result["where_exact"]["overall"]["n"]
+        console.print(
+            f"where the tensor family's conditions hold ({n} of {result['overall']['n']}"
+            " positions; its bound is claimed there):"
+        )
+        console.print(eval_table(result["where_exact"], bounds))
+        for condition in model.meta.get("conditions", []):
+            console.print(f"  condition: {condition}", soft_wrap=True)
+    exceeded = over_bound(result.get("where_exact", result), bounds)
     if exceeded:
         note = " (the tensor family's bounds hold only where its conditions hold)"
         console.print(

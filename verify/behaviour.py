@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from craft.compiler import analyse
+from craft.compiler.conditions import condition_mask, tensor_conditions
 from craft.models import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
@@ -76,17 +78,24 @@ class Evaluation:
         rules: stats per rule name, in ``spec.rule_names()`` order; rules that never
             fired on the evaluated positions are omitted.
         overall: stats over every position.
+        where_exact: for a compiled tensor model with stated conditions, the same stats
+            over the positions where the conditions hold (where its bound is claimed).
     """
 
     rules: dict[str, RuleStats]
     overall: RuleStats
+    where_exact: Evaluation | None = None
 
     def to_json(self) -> dict:
-        """``{"rules": {name: stats}, "overall": stats}`` with stats as in :class:`RuleStats`."""
-        return {
+        """``{"rules": {name: stats}, "overall": stats}`` with stats as in :class:`RuleStats`
+        (plus ``"where_exact"`` of the same shape when present)."""
+        out = {
             "rules": {name: s.to_json() for name, s in self.rules.items()},
             "overall": self.overall.to_json(),
         }
+        if self.where_exact is not None:
+            out["where_exact"] = self.where_exact.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -205,20 +214,37 @@ def _stats(m: PositionMetrics, mask: np.ndarray) -> RuleStats:
     )
 
 
-def aggregate(spec: Spec, metrics: PositionMetrics) -> Evaluation:
+def aggregate(spec: Spec, metrics: PositionMetrics, where: np.ndarray | None = None) -> Evaluation:
     """Per-rule and overall means of per-position metrics (rules with no position omitted).
+
+    Args:
+        where: optional bool [B, T]: only these positions count.
 
     Raises:
         CraftError: no positions at all.
     """
-    if metrics.kl.size == 0:
+    keep = np.ones_like(metrics.kl, dtype=bool) if where is None else where
+    if not keep.any():
         raise CraftError("no positions to evaluate", where="evaluate", fix="pass n_seqs >= 1")
     rules = {}
     for rule_id, name in enumerate(spec.rule_names()):
-        mask = metrics.rule_ids == rule_id
+        mask = (metrics.rule_ids == rule_id) & keep
         if mask.any():
             rules[name] = _stats(metrics, mask)
-    return Evaluation(rules, _stats(metrics, np.ones_like(metrics.kl, dtype=bool)))
+    return Evaluation(rules, _stats(metrics, keep))
+
+
+def exact_region(model: Transformer, spec: Spec, tokens: np.ndarray) -> np.ndarray | None:
+    """bool [B, T]: positions where a compiled tensor model's stated conditions hold.
+
+    None for models with no conditions (the standard family, trained models): their
+    bound, if any, is claimed everywhere.
+    """
+    compiler = model.meta.get("compiler") or {}
+    if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
+        return None
+    an = analyse(spec)
+    return condition_mask(tensor_conditions(an), an, tokens)
 
 
 def evaluate(
@@ -264,7 +290,11 @@ def evaluate(
         length = spec.max_len if length is None else length
         tokens, _ = sample(spec, n_seqs, length, seed)
     metrics = position_metrics(model, spec, tokens, batch=batch, dtype=dtype)
-    return aggregate(spec, metrics)
+    region = exact_region(model, spec, np.asarray(tokens))
+    result = aggregate(spec, metrics)
+    if region is not None and region.any():
+        result = replace(result, where_exact=aggregate(spec, metrics, region))
+    return result
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,19 @@ def test_errors_name_the_problem() -> None:
         evaluate(model, spec, n_seqs=2, length=spec.max_len + 1)
     with pytest.raises(CraftError, match="BOS"):
         kl_per_position(model, spec, np.zeros((1, 3), dtype=np.int64))
+
+
+def test_tensor_evaluation_reports_where_exact():
+    """A tensor model states conditions; eval splits them out and the bound holds there."""
+    from craft.compiler import compile_spec
+
+    spec = specs.load_spec(specs.library_path("skip_trigram"))
+    tensor = compile_spec(spec, "tensor").model
+    result = evaluate(tensor, spec, n_seqs=200, seed=4)
+    assert result.where_exact is not None
+    assert result.where_exact.overall.n < result.overall.n
+    for name, stats in result.where_exact.rules.items():
+        assert stats.max_kl <= tensor.meta["bounds"][name], name
+    assert max(s.max_kl for s in result.rules.values()) > 1e-3  # outside: really inexact
+    standard = evaluate(compile_spec(spec, "standard").model, spec, n_seqs=20)
+    assert standard.where_exact is None and "where_exact" not in standard.to_json()
