@@ -18,7 +18,7 @@ from specs.model import SPEC_FORMAT, Bigram, Dist, Induction, Rule, SkipBigram, 
 
 
 def _dist(vocab: Vocab, dist: Dist) -> dict[str, str]:
-    return {vocab.tokens[i]: str(p) for i, p in enumerate(dist.probs) if p}
+    return {vocab.tokens[i]: str(p) for i, p in dist.items}
 
 
 def _tokens(vocab: Vocab, ids: frozenset[int]) -> list[str]:

@@ -11,7 +11,9 @@ vocabulary order (categories in file order, tokens in listed order); ``BOS_ID ==
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 import numpy as np
@@ -74,25 +76,61 @@ class Vocab:
 
 @dataclass(frozen=True)
 class Dist:
-    """An exact probability distribution over the vocabulary (length ``V``)."""
+    """An exact probability distribution over the vocabulary, stored sparsely.
 
-    probs: tuple[Fraction, ...]
+    Attributes:
+        size: vocabulary size ``V``.
+        items: ``((token id, probability), ...)`` for the tokens with probability > 0,
+            sorted by id; the probabilities are exact and sum to 1.
+    """
+
+    size: int
+    items: tuple[tuple[int, Fraction], ...]
 
     def __post_init__(self) -> None:
-        if sum(self.probs) != 1:
-            raise ValueError(f"Dist does not sum to 1: {sum(self.probs)}")
+        ids = [i for i, _ in self.items]
+        if ids != sorted(set(ids)) or (ids and not 0 <= ids[0] <= ids[-1] < self.size):
+            raise ValueError(f"Dist ids must be sorted, unique and in 0..{self.size - 1}")
+        if any(p <= 0 for _, p in self.items) or sum(p for _, p in self.items) != 1:
+            raise ValueError(f"Dist must be positive and sum to 1: {self.items}")
 
-    @property
+    @staticmethod
+    def from_mass(size: int, mass: Mapping[int, Fraction]) -> Dist:
+        """From ``{token id: probability}`` (zeros dropped)."""
+        return Dist(size, tuple(sorted((int(i), Fraction(p)) for i, p in mass.items() if p)))
+
+    @staticmethod
+    def from_probs(probs: Sequence[Fraction]) -> Dist:
+        """From a dense sequence of ``V`` probabilities."""
+        return Dist.from_mass(len(probs), dict(enumerate(probs)))
+
+    @cached_property
+    def probs(self) -> tuple[Fraction, ...]:
+        """Dense: the probability of every token id (length ``V``)."""
+        dense = [Fraction(0)] * self.size
+        for i, p in self.items:
+            dense[i] = p
+        return tuple(dense)
+
+    @cached_property
     def support(self) -> tuple[int, ...]:
-        return tuple(i for i, p in enumerate(self.probs) if p > 0)
+        return tuple(i for i, _ in self.items)
 
     @property
     def is_deterministic(self) -> bool:
-        return len(self.support) == 1
+        return len(self.items) == 1
+
+    @cached_property
+    def _array(self) -> np.ndarray:
+        out = np.zeros(self.size, dtype=np.float64)
+        for i, p in self.items:
+            out[i] = float(p)
+        out.flags.writeable = False
+        return out
 
     def array(self) -> np.ndarray:
-        """float64 [V]."""
-        return np.array([float(p) for p in self.probs], dtype=np.float64)
+        """float64 [V] (a read-only array shared between calls)."""
+        return self._array
 
 
 @dataclass(frozen=True)
@@ -103,9 +141,13 @@ class Bigram:
     table: tuple[tuple[int, Dist], ...]  # (token id, distribution), sorted by token id
 
     def row(self, token: int) -> Dist | None:
-        return dict(self.table).get(token)
+        return self._rows.get(token)
 
-    @property
+    @cached_property
+    def _rows(self) -> dict[int, Dist]:
+        return dict(self.table)
+
+    @cached_property
     def keys(self) -> frozenset[int]:
         return frozenset(t for t, _ in self.table)
 

@@ -141,7 +141,7 @@ class NameResolver:
                 where=where(self.source, path),
                 fix="give at least one token or category, with probabilities summing to 1",
             )
-        mass = [Fraction(0)] * len(self.vocab)
+        mass: dict[int, Fraction] = {}
         for name, prob in table.items():
             if prob < 0:
                 raise CraftError(
@@ -151,7 +151,7 @@ class NameResolver:
                 )
             ids = self.ids(name, path / name)
             for i in ids:
-                mass[i] += prob / len(ids)
+                mass[i] = mass.get(i, Fraction(0)) + prob / len(ids)
         total = sum(table.values(), Fraction(0))
         if total != 1:
             off = "" if len(str(total)) <= 24 else f" (off by {fmt_fraction(total - 1)})"
@@ -160,7 +160,7 @@ class NameResolver:
                 where=where(self.source, path),
                 fix=f"make the probabilities of {path} sum to 1",
             )
-        return Dist(tuple(mass))
+        return Dist.from_mass(len(self.vocab), mass)
 
 
 def _bigram(

@@ -100,7 +100,7 @@ def rule_index(spec: Spec, name: str) -> int:
 
 
 def _one_hot(vocab_size: int, token: int) -> Dist:
-    return Dist(tuple(Fraction(int(i == token)) for i in range(vocab_size)))
+    return Dist(vocab_size, ((token, Fraction(1)),))
 
 
 def next_dist_exact(spec: Spec, context: Sequence[int]) -> tuple[Dist, int]:

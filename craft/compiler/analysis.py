@@ -134,7 +134,7 @@ def analyse(spec: Spec) -> Analysis:
                 if row[tok] is None:
                     row[tok], first_bigram[tok] = dist, i
     if any(r is None for r in row):  # the loader rejects such specs; keep the stage total
-        uniform = Dist(tuple(Fraction(1, v) for _ in range(v)))
+        uniform = Dist.from_mass(v, dict.fromkeys(range(v), Fraction(1, v)))
         row = [r or uniform for r in row]
     infos, shadowed = [], []
     for i, rule in enumerate(spec.rules):

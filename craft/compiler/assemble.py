@@ -49,7 +49,7 @@ def assemble(p: Plan, k: Constants, family: str) -> tuple[Transformer, list]:
         bias=False,
     )
     model = Transformer(cfg)
-    state = {name: t.detach().double().numpy().copy() for name, t in model.state_dict().items()}
+    state = {name: t.detach().numpy() for name, t in model.state_dict().items()}  # float32 views
     _embed(state, p, k)
     for slot, hs in heads.items():
         for h, head in enumerate(hs):
@@ -57,7 +57,6 @@ def assemble(p: Plan, k: Constants, family: str) -> tuple[Transformer, list]:
     for slot, us in units.items():
         for n, unit in enumerate(us):
             _unit(state, f"blocks.{slot // 2}.mlp", n, unit, layout, tensor)
-    model.load_state_dict({name: torch.from_numpy(a).float() for name, a in state.items()})
     model.layout = layout
     return model, [(s, c) for s, cs in sorted(by_slot.items()) for c in cs]
 
