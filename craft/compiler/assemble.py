@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from craft.compiler.analysis import log_probs
 from craft.compiler.constants import Constants
