@@ -26,11 +26,21 @@ from rich.console import Console
 
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.models import load_model, save_model
-from craft.report import eval_table, model_summary, never_fired, over_bound, print_summary
+from craft.report import (
+    check_table,
+    eval_table,
+    model_summary,
+    never_fired,
+    over_bound,
+    print_summary,
+)
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
 from verify.behaviour import at_context, evaluate
+from verify.check import check_all
+from verify.claims import load_claims
+from verify.defaults import default_claims
 
 EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
 
@@ -186,6 +196,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """``craft check MODEL --spec SPEC [--claims FILE]``: property-test claims."""
+    model = load_model(args.model)
+    spec = load_spec(args.spec)
+    claims = load_claims(args.claims) if args.claims else default_claims(model, spec)
+    if not claims:
+        raise CraftError(
+            "no claims to check",
+            where=args.model,
+            fix="pass --claims FILE (the model has no crafted components to derive claims from)",
+        )
+    database = None if args.no_replay else ".craft/hypothesis"
+    results = check_all(
+        model, spec, claims, examples=args.examples, seed_=args.seed, database=database
+    )
+    for r in results:
+        for w in r.warnings:
+            _warn(w)
+    if args.json:
+        _print_json({"claims": [r.to_json() for r in results]})
+    else:
+        console = _console()
+        console.print(check_table(results))
+        failed = [r for r in results if not r.passed]
+        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if any(not r.passed for r in results) else 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     summary = {"file": args.model, **model_summary(model, directions=args.directions)}
@@ -227,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=_int_at_least(0), help="tokens per sequence (max_len)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
     p.set_defaults(run=cmd_sample)
+
+    p = sub.add_parser("check", help="property-test claims about a model (Hypothesis)")
+    p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
+    p.add_argument("--spec", required=True, help="spec file giving the ground truth")
+    p.add_argument("--claims", help="claims file (YAML); default: the model's own circuit")
+    p.add_argument("--examples", type=_int_at_least(1), default=200, help="contexts per claim")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="search seed")
+    p.add_argument("--no-replay", action="store_true", help="do not use .craft/hypothesis")
+    p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("inspect", help="describe a model file")
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")

@@ -51,12 +51,23 @@ def compile_spec(spec: Spec, family: str = "standard") -> Compiled:
         "constants": dict(k.table()),
         "bounds": k.bound,
         "conditions": [c.describe() for c in conds],
-        "components": [
-            {"name": c.name, "kind": type(c).__name__, "layer": s // 2, "sublayer": c.sublayer}
-            for c, s in sorted(p.slots.items(), key=lambda cs: cs[1])
-        ],
+        "components": _components(p),
     }
     return Compiled(model, p, k, conds, placed)
+
+
+def _components(p: Plan) -> list[dict]:
+    """One record per component: layer, sublayer, head index (its place in the layer)."""
+    out = []
+    for slot in sorted(set(p.slots.values())):
+        for index, c in enumerate(p.layer(slot)):
+            rules = list(c.rules) if hasattr(c, "rules") else [c.rule] if hasattr(c, "rule") else []
+            rec = {"name": c.name, "kind": type(c).__name__, "layer": slot // 2}
+            rec |= {"sublayer": c.sublayer, "rules": rules}
+            if c.sublayer == "attn":
+                rec["head"] = index
+            out.append(rec)
+    return out
 
 
 __all__ = ["Compiled", "Condition", "all_hold", "analyse", "compile_spec", "COMPILER_VERSION"]

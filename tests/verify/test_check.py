@@ -1,0 +1,181 @@
+"""`craft check`: default claims pass on crafted models; planted defects are found,
+each with a minimal counterexample; claims files get one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+
+import specs
+from craft.cli import main
+from craft.compiler import compile_spec
+from craft.models import save_model
+from craft.models.layout import Direction
+from specs.errors import CraftError
+from verify.behaviour import evaluate
+from verify.check import check_claim
+from verify.claims import Claim, RuleHolds, parse_claims
+from verify.defaults import default_claims
+
+
+@functools.cache
+def spec_of(name: str):
+    return specs.load_spec(specs.library_path(name))
+
+
+def crafted(name: str = "toy_language", family: str = "standard"):
+    return compile_spec(spec_of(name), family).model  # fresh: tests edit weights
+
+
+def holds(rule: str, max_kl: float = 1e-6) -> Claim:
+    return Claim(f"holds:{rule}", RuleHolds(rule=rule, max_kl=max_kl))
+
+
+def head_index(model, name: str) -> tuple[int, int]:
+    comp = next(c for c in model.meta["components"] if c["name"] == name)
+    return comp["layer"], comp["head"]
+
+
+@pytest.mark.parametrize("family", ["standard", "tensor"])
+@pytest.mark.parametrize("name", ["toy_language", "bigram", "skip_trigram", "induction"])
+def test_crafted_models_pass_their_default_claims(name, family):
+    model, spec = crafted(name, family), spec_of(name)
+    claims = default_claims(model, spec)
+    assert {c.name for c in claims} >= {f"holds:{r.name}" for r in spec.rules}
+    for c in claims:
+        r = check_claim(model, spec, c, examples=40, seed_=1)
+        assert r.passed, r
+
+
+def test_planted_short_window_is_found():
+    """The skip-bigram head's window ends one token early: (beach ... big) at distance 9."""
+    model, spec = crafted(), spec_of("toy_language")
+    layer, h = head_index(model, "skip0")
+    attn, lay = model.blocks[layer].attn, model.layout
+    with torch.no_grad():
+        for t in range(10, spec.max_len + 1):  # query pos:t no longer sees key pos:t-9
+            j = int(attn.W_Q[h][lay.index(Direction("pos", t))].abs().argmax())
+            attn.W_K[h][lay.index(Direction("pos", t - 9)), j] = 0
+    r = check_claim(model, spec, holds("beach-big"), examples=400)
+    assert not r.passed
+    assert r.counterexample[0] == "beach" and r.counterexample[-1] == "big"
+    assert len(r.counterexample) == 10  # anchor exactly 9 back, no prefix: minimal
+
+
+def test_planted_wrong_neighbour_induction_is_found():
+    """The induction head matches the token itself instead of the one before: it copies
+    the earlier occurrence, not what followed it."""
+    model, spec = crafted(), spec_of("toy_language")
+    layer, h = head_index(model, "induction:noun-induction")
+    attn, lay = model.blocks[layer].attn, model.layout
+    with torch.no_grad():
+        for tok in spec.vocab.tokens:
+            prev, cur = lay.index(Direction("prev", tok)), lay.index(Direction("tok", tok))
+            attn.W_K[h][cur] = attn.W_K[h][prev]
+            attn.W_K[h][prev] = 0
+    r = check_claim(model, spec, holds("noun-induction"), examples=400)
+    assert not r.passed
+    assert len(r.counterexample) == 3 and r.counterexample[0] == r.counterexample[2]
+
+
+def test_planted_missing_bigram_row_is_found():
+    model, spec = crafted(), spec_of("toy_language")
+    with torch.no_grad():
+        model.unembed.W_U[model.layout.index(Direction("tok", "alice"))] = 0
+    r = check_claim(model, spec, holds("noun-bigrams", 1e-3), examples=400)
+    assert not r.passed and r.counterexample == ["alice"]
+
+
+def test_planted_rare_context_defect_is_found_but_not_by_sampling():
+    """Wrong only after `alice alice`, which the spec never generates: sampled data looks
+    perfect, the property search finds it."""
+    model, spec = crafted(), spec_of("toy_language")
+    lay, mlp = model.layout, model.blocks[0].mlp
+    with torch.no_grad():  # add one ReLU unit: [prev = alice][x = alice] -> fire:the-alice
+        w_in = torch.zeros(mlp.W_in.shape[0], 1)
+        w_in[lay.index(Direction("prev", "alice"))] = 1
+        w_in[lay.index(Direction("tok", "alice"))] = 1
+        w_in[lay.index(Direction("one"))] = -1
+        w_out = torch.zeros(1, mlp.W_out.shape[1])
+        w_out[0, lay.index(Direction("fire", "the-alice"))] = 1
+        mlp.W_in = torch.nn.Parameter(torch.cat([mlp.W_in, w_in], 1))
+        mlp.W_out = torch.nn.Parameter(torch.cat([mlp.W_out, w_out], 0))
+    sampled = evaluate(model, spec, n_seqs=100, seed=0)
+    assert max(s.max_kl for s in sampled.rules.values()) <= 1e-3
+    r = check_claim(model, spec, holds("noun-induction"), examples=400)
+    assert not r.passed and r.counterexample[-2:] == ["alice", "alice"]
+
+
+def test_replay_database_rechecks_the_counterexample_first(tmp_path):
+    model, spec = crafted(), spec_of("toy_language")
+    with torch.no_grad():
+        model.unembed.W_U[model.layout.index(Direction("tok", "bob"))] = 0
+    first = check_claim(model, spec, holds("noun-bigrams", 1e-3), examples=400, database=tmp_path)
+    again = check_claim(model, spec, holds("noun-bigrams", 1e-3), examples=400, database=tmp_path)
+    assert not first.passed and again.counterexample == first.counterexample
+    assert again.examples <= first.examples
+
+
+def test_trivially_satisfiable_claim_warns():
+    """A claim whose expected answer never varies over its contexts would also pass for
+    a model that always says that answer: the check says so; a varied one does not."""
+    spec = specs.parse_spec(
+        {
+            "format": "craft-spec/1",
+            "name": "const",
+            "vocab": {"A": ["x", "y"], "B": ["z"]},
+            "max_len": 8,
+            "start": {"A": 1},
+            "rules": [
+                {"name": "z-x", "bigram": {"z": {"x": 1}}},
+                {"name": "rest", "bigram": {"x": {"y": 1}, "y": {"z": 1}}},
+            ],
+        }
+    )
+    model = compile_spec(spec).model
+    constant = check_claim(model, spec, holds("z-x", 1e-3), examples=40)
+    assert constant.passed and any("always says" in w for w in constant.warnings)
+    varied = check_claim(model, spec, holds("rest", 1e-3), examples=40)
+    assert varied.passed and not varied.warnings
+
+
+def test_claims_file_errors_are_one_line(tmp_path, capsys):
+    bad = [
+        ("format: nope\nclaims: []", "format"),
+        ("format: craft-claims/1\nclaims: [{name: a, teleport: {}}]", "claims[0]"),
+        ("format: craft-claims/1\nclaims: [{rule_holds: {rule: x, max_kl: -1}}]", "max_kl"),
+        ("format: craft-claims/1\nclaims: [{head_role: {head: one, role: induction}}]", "head"),
+    ]
+    for text, where in bad:
+        with pytest.raises(CraftError) as e:
+            parse_claims(text, "c.yaml")
+        assert where in str(e.value) and "\n" not in str(e.value)
+    path = tmp_path / "c.yaml"
+    path.write_text(bad[1][0])
+    model = tmp_path / "m.safetensors"
+    save_model(crafted("bigram"), model)
+    spec = str(specs.library_path("bigram"))
+    assert main(["check", str(model), "--spec", spec, "--claims", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("craft: error:")
+
+
+def test_check_cli_json(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    save_model(crafted("skip_trigram"), model)
+    spec = str(specs.library_path("skip_trigram"))
+    argv = ["check", str(model), "--spec", spec, "--json", "--examples", "40", "--no-replay"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["claims"] and all(c["passed"] for c in out["claims"])
+    assert set(out["claims"][0]) >= {
+        "name",
+        "passed",
+        "counterexample",
+        "value",
+        "threshold",
+        "examples",
+    }

@@ -1,0 +1,351 @@
+"""Checking claims: Hypothesis searches for a counterexample, batched on the model.
+
+Each example Hypothesis proposes is a *batch* of contexts, evaluated in one forward
+pass; a failing batch shrinks (Hypothesis deletes elements, shortens lists, lowers
+token ids) to one minimal context: the shortest with the fewest distinct tokens.
+``target()`` steers the search towards the worst violation, runs are seeded, and a
+replay database re-checks last run's counterexample first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from craft.compiler import all_hold, analyse
+from craft.compiler.conditions import tensor_conditions
+from craft.models import Transformer, load_model
+from specs.model import Spec
+from specs.sample import sample
+from specs.targeted import contexts_for_rule
+from verify import batched
+from verify.claims import Ablation, Claim, HeadRole, ModelsAgree, RuleHolds, WindowOnly, head_of
+from verify.strategies import contexts, fired, random_strings, repeated
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    kind: str
+    passed: bool
+    counterexample: list[str] | None
+    value: float  # the figure at the counterexample (or the worst / the fraction seen)
+    threshold: float
+    examples: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "counterexample": self.counterexample,
+            "value": self.value,
+            "threshold": self.threshold,
+            "examples": self.examples,
+            "kind": self.kind,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class _Probe:
+    """How to test one claim on a batch: per-context values, violated when > threshold."""
+
+    strategy: st.SearchStrategy
+    values: object  # Callable[[list[list[int]]], np.ndarray]
+    threshold: float
+    answers: set = field(default_factory=set)  # distinct expected answers seen
+
+
+def _kl_probe(model, spec, c: Claim, body: RuleHolds, where) -> _Probe:
+    probe = _Probe(contexts(spec, rule=body.rule).filter(where), None, body.max_kl)
+
+    def values(batch):
+        p, _ = batched.truth_at(spec, batch)
+        logq = batched.model_logprobs(model, spec, batch)
+        probe.answers.update(int(a) for a in p.argmax(-1))
+        if body.argmax:
+            return (p[np.arange(len(batch)), logq.argmax(-1)] < p.max(-1) - 1e-12).astype(float)
+        return batched.kl(p, logq)
+
+    probe.values = values
+    return probe
+
+
+def _probe(model: Transformer, spec: Spec, c: Claim, where) -> _Probe:
+    body = c.body
+    if isinstance(body, RuleHolds):
+        return _kl_probe(model, spec, c, body, where)
+    if isinstance(body, ModelsAgree):
+        other = load_model(body.other)
+        strat = contexts(spec, rule=body.rule) if body.rule else random_strings(spec, 1)
+
+        def agree(batch):
+            return batched.kl_between(
+                batched.model_logprobs(model, spec, batch),
+                batched.model_logprobs(other, spec, batch),
+            )
+
+        return _Probe(strat, agree, body.max_kl)
+    if isinstance(body, WindowOnly):
+        return _Probe(_window_pairs(spec, body), _window_values(model, spec), body.max_kl)
+    if isinstance(body, HeadRole):
+        return _role_probe(model, spec, body)
+    if isinstance(body, Ablation):
+        layer, head = head_of(body.head)
+        spared = contexts(spec).filter(lambda ctx: fired(spec, ctx) not in body.breaks)
+
+        def extra(batch):
+            p, _ = batched.truth_at(spec, batch)
+            before = batched.kl(p, batched.model_logprobs(model, spec, batch))
+            patch = batched.zero_head(layer, head)
+            return batched.kl(p, batched.model_logprobs(model, spec, batch, patch)) - before
+
+        return _Probe(spared, extra, body.max_other)
+    raise TypeError(type(body).__name__)
+
+
+def _window_pairs(spec: Spec, body: WindowOnly):
+    @st.composite
+    def pairs(draw):
+        ctx = draw(contexts(spec, rule=body.rule))
+        far = max(0, len(ctx) - 1 - body.window)
+        new = draw(st.lists(st.integers(0, len(spec.vocab) - 1), min_size=far, max_size=far))
+        other = new + ctx[far:]
+        return ctx, other
+
+    return pairs().filter(lambda pr: fired(spec, pr[1]) == body.rule)
+
+
+def _window_values(model, spec):
+    def values(batch):
+        a = batched.model_logprobs(model, spec, [x for x, _ in batch])
+        b = batched.model_logprobs(model, spec, [y for _, y in batch])
+        return batched.kl_between(a, b)
+
+    return values
+
+
+def _role_probe(model, spec, body: HeadRole) -> _Probe:
+    layer, head = head_of(body.head)
+    if body.role == "previous-token":
+        strat = random_strings(spec, 2)
+        target_of = lambda ctx: [len(ctx) - 1]  # noqa: E731
+    elif body.role == "induction":
+        strat = repeated(spec)
+        if body.rule:
+            strat = strat.filter(lambda c: fired(spec, c) == body.rule)
+
+        def target_of(ctx):  # the positions after every earlier copy of the current token
+            return [s + 2 for s in range(len(ctx) - 1) if ctx[s] == ctx[-1]]
+    else:
+        rule = next(r for r in spec.rules if r.name == body.rule)
+        strat = contexts(spec, rule=body.rule)
+        lo, hi = rule.window
+
+        def target_of(ctx):
+            t = len(ctx)
+            return [
+                t - d for d in range(lo, hi + 1) if t - d >= 1 and ctx[t - d - 1] in rule.anchor
+            ]
+
+    def values(batch):
+        rows = np.abs(batched.attention(model, spec, batch, layer, head))
+        rows = rows / np.maximum(rows.sum(-1, keepdims=True), 1e-30)
+        share = np.array([rows[i, target_of(c)].sum() for i, c in enumerate(batch)])
+        return 1.0 - share  # violated when share < min_score
+
+    return _Probe(strat, values, 1.0 - body.min_score)
+
+
+def check_claim(
+    model: Transformer,
+    spec: Spec,
+    c: Claim,
+    *,
+    examples: int = 200,
+    batch: int = 64,
+    seed_: int = 0,
+    database: str | Path | None = None,
+    where=None,
+) -> Result:
+    """Search for a counterexample to ``c`` (or estimate its fraction when statistical).
+
+    ``where(ctx) -> bool`` restricts the contexts; by default a claim marked
+    ``exact_region`` on a compiled tensor model is restricted to where its stated
+    conditions hold (that is where the compiler claims its bound).
+    """
+    if where is None:
+        where = _region(model, spec) if c.exact_region else (lambda ctx: True)
+    if c.fraction is not None:
+        return _statistical(model, spec, c, examples, seed_, where)
+    probe = _probe(model, spec, c, where)
+    state = {"n": 0, "fail": None, "value": -math.inf}
+
+    @seed(seed_)
+    @settings(
+        max_examples=max(1, examples // 4),  # a drawn batch holds ~4 contexts on average
+        database=DirectoryBasedExampleDatabase(str(database)) if database else None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        phases=[Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+    @given(st.lists(probe.strategy, min_size=1, max_size=batch))
+    def search(items):
+        values = np.asarray(probe.values(items), dtype=float)
+        state["n"] += len(items)
+        worst = int(values.argmax())
+        target(float(values[worst]), label=c.name)
+        state["value"] = max(state["value"], float(values[worst]))
+        if values[worst] > probe.threshold:
+            state["fail"] = (items[worst], float(values[worst]))
+            raise AssertionError(c.name)
+
+    search._hypothesis_internal_add_digest = c.name.encode()
+    try:
+        search()
+        failed = False
+    except AssertionError:
+        failed = True
+    warnings = _trivial(c, probe, spec)
+    if not failed and isinstance(c.body, Ablation):
+        return _breaks(model, spec, c, c.body, examples, seed_, state["n"], warnings)
+    if not failed:
+        return Result(
+            c.name,
+            c.kind,
+            True,
+            None,
+            _shown(c, state["value"]),
+            _shown(c, probe.threshold),
+            state["n"],
+            warnings,
+        )
+    ctx, value = state["fail"]
+    shown = ctx[0] if isinstance(ctx, tuple) else ctx
+    return Result(
+        c.name,
+        c.kind,
+        False,
+        spec.vocab.decode(shown),
+        _shown(c, value),
+        _shown(c, probe.threshold),
+        state["n"],
+        warnings,
+    )
+
+
+def _region(model: Transformer, spec: Spec):
+    compiler = model.meta.get("compiler") or {}
+    if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
+        return lambda ctx: True
+    an = analyse(spec)
+    conds = tensor_conditions(an)
+    return lambda ctx: all_hold(conds, an, list(ctx))
+
+
+def _in_distribution(spec: Spec, rule: str | None, n: int, seed_: int) -> list[list[int]]:
+    """Up to ``n`` sampled contexts (prefixes of sampled sequences) where ``rule`` fires."""
+    tokens, rule_ids = sample(spec, max(1, n // 4), spec.max_len, seed_)
+    want = None if rule is None else spec.rule_names().index(rule)
+    hits = np.argwhere(rule_ids == want) if want is not None else np.argwhere(rule_ids >= 0)
+    return [[int(x) for x in tokens[b, 1 : t + 1]] for b, t in hits[:n]]
+
+
+def _breaks(model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warnings) -> Result:
+    """The ablation's other half: each broken rule's mean excess loss rises enough."""
+    layer, head = head_of(body.head)
+    worst = (math.inf, None)
+    rng = np.random.default_rng(seed_)
+    for rule in body.breaks:
+        rule_id = spec.rule_names().index(rule)
+        built = contexts_for_rule(spec, rule_id, rng, max(8, examples // 4))
+        ctxs = [list(x) for x in built]
+        p, _ = batched.truth_at(spec, ctxs)
+        before = batched.kl(p, batched.model_logprobs(model, spec, ctxs))
+        after = batched.kl(
+            p, batched.model_logprobs(model, spec, ctxs, batched.zero_head(layer, head))
+        )
+        rise = after - before
+        n_seen += len(ctxs)
+        if rise.mean() < worst[0]:
+            worst = (float(rise.mean()), ctxs[int(rise.argmin())])
+    passed = worst[0] >= body.min_increase
+    example = None if passed else spec.vocab.decode(worst[1])
+    return Result(c.name, c.kind, passed, example, worst[0], body.min_increase, n_seen, warnings)
+
+
+def _shown(c: Claim, v: float) -> float:
+    """Head roles are searched as 1 - score; report the score itself."""
+    return 1.0 - v if isinstance(c.body, HeadRole) else v
+
+
+def _trivial(c: Claim, probe: _Probe, spec: Spec) -> tuple[str, ...]:
+    """Warn when every generated context had the same answer although the rule's answer
+    varies with the context (a rule with one fixed answer is constant by definition)."""
+    rule = next((r for r in spec.rules if r.name == getattr(c.body, "rule", None)), None)
+    fixed = rule is not None and hasattr(rule, "next")
+    if isinstance(c.body, RuleHolds) and len(probe.answers) == 1 and not fixed:
+        return (
+            f"{c.name}: the expected answer was the same on every generated context, so a "
+            "model that always says it would pass; add contexts where the answer varies",
+        )
+    return ()
+
+
+def _statistical(model, spec, c: Claim, examples: int, seed_: int, where) -> Result:
+    """Holds on >= fraction p of sampled in-distribution contexts (95% Wilson lower bound)."""
+    probe = _probe(model, spec, c, where)
+    ctxs = _in_distribution(spec, getattr(c.body, "rule", None), examples, seed_)
+    if not ctxs or not isinstance(c.body, RuleHolds | ModelsAgree | Ablation | HeadRole):
+        return Result(c.name, c.kind, False, None, 0.0, c.fraction, 0, ("no contexts sampled",))
+    values = np.concatenate(
+        [np.asarray(probe.values(ctxs[i : i + 64])) for i in range(0, len(ctxs), 64)]
+    )
+    ok = values <= probe.threshold
+    k, n = int(ok.sum()), len(ok)
+    lower = _wilson_lower(k, n)
+    fails = [ctxs[i] for i in np.flatnonzero(~ok)]
+    shortest = min(fails, key=len) if fails else None
+    return Result(
+        c.name,
+        c.kind,
+        lower >= c.fraction,
+        spec.vocab.decode(shortest) if shortest else None,
+        k / n,
+        c.fraction,
+        n,
+        (f"{c.name}: {k}/{n} hold, 95% lower bound {lower:.3f}",),
+    )
+
+
+def _wilson_lower(k: int, n: int, z: float = 1.96) -> float:
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def check_all(
+    model: Transformer,
+    spec: Spec,
+    claims,
+    *,
+    examples: int = 200,
+    seed_: int = 0,
+    database: str | Path | None = None,
+) -> list[Result]:
+    """Check every claim; the replay database (if any) re-checks last failures first."""
+    return [
+        check_claim(model, spec, c, examples=examples, seed_=seed_, database=database)
+        for c in claims
+    ]
