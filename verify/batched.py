@@ -85,3 +85,36 @@ def attention(model: Transformer, spec: Spec, contexts, layer: int, head: int) -
         model(torch.from_numpy(tokens))
     pattern = seen["p"][:, head].double().numpy()  # [N, T, S]
     return pattern[np.arange(len(contexts)), last]
+
+
+def head_outputs(model: Transformer, tokens: np.ndarray, layer: int) -> torch.Tensor:
+    """Every head's write to the residual, ``[N, W, H, D]``, for padded ``tokens``."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def save(_m, _i, out):
+        seen["r"] = out.detach()
+
+    with torch.no_grad(), hooks(model, {f"blocks.{layer}.attn.hook_result": save}):
+        model(torch.from_numpy(tokens))
+    return seen["r"]
+
+
+def patched_logprobs(
+    model: Transformer,
+    spec: Spec,
+    target: Sequence[Sequence[int]],
+    source: Sequence[Sequence[int]],
+    layer: int,
+    head: int,
+) -> np.ndarray:
+    """Run ``target`` contexts with one head's output taken from ``source`` contexts (same
+    lengths, pairwise); log-probabilities after each target context ``[N, V]``."""
+    src, _ = pad(spec, source)
+    donor = head_outputs(model, src, layer)
+
+    def swap(_m, _i, out):
+        out = out.clone()
+        out[:, :, head] = donor[:, :, head]
+        return out
+
+    return model_logprobs(model, spec, target, {f"blocks.{layer}.attn.hook_result": swap})

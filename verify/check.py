@@ -25,8 +25,17 @@ from specs.model import Spec
 from specs.sample import sample
 from specs.targeted import contexts_for_rule
 from verify import batched
-from verify.claims import Ablation, Claim, HeadRole, ModelsAgree, RuleHolds, WindowOnly, head_of
-from verify.strategies import contexts, fired, random_strings, repeated
+from verify.claims import (
+    Ablation,
+    Claim,
+    HeadRole,
+    ModelsAgree,
+    Patching,
+    RuleHolds,
+    WindowOnly,
+    head_of,
+)
+from verify.strategies import contexts, counterfactual_pairs, fired, random_strings, repeated
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,30 @@ def _probe(model: Transformer, spec: Spec, c: Claim, where) -> _Probe:
             return batched.kl(p, batched.model_logprobs(model, spec, batch, patch)) - before
 
         return _Probe(spared, extra, body.max_other)
+    if isinstance(body, Patching):
+        return _patching_probe(model, spec, body)
     raise TypeError(type(body).__name__)
+
+
+def _patching_probe(model, spec, body: Patching) -> _Probe:
+    layer, head = head_of(body.head)
+    pairs = counterfactual_pairs(spec, body.category, rule=body.rule).filter(
+        lambda pr: fired(spec, pr[1]) == body.rule
+    )
+
+    def values(batch):
+        clean, corrupt = [a for a, _ in batch], [b for _, b in batch]
+        out = np.zeros(len(batch))
+        for receiver, donor in ((corrupt, clean), (clean, corrupt)):
+            name = "clean->corrupt" if receiver is corrupt else "corrupt->clean"
+            if body.direction not in ("both", name):
+                continue
+            want = batched.model_logprobs(model, spec, donor)
+            got = batched.patched_logprobs(model, spec, receiver, donor, layer, head)
+            out = np.maximum(out, batched.kl_between(want, got))
+        return out
+
+    return _Probe(pairs, values, body.max_kl)
 
 
 def _window_pairs(spec: Spec, body: WindowOnly):

@@ -81,12 +81,27 @@ class Ablation(_Strict):
     max_other: float = Field(1e-3, ge=0)
 
 
+class Patching(_Strict):
+    """Head ``"L.H"`` carries ``rule``'s output: for pairs of contexts that differ only in
+    tokens of ``category`` (both firing ``rule``), running one context with the head's
+    output taken from the other makes the model predict what it predicts on the other,
+    within ``max_kl``. Checked in both directions (clean->corrupt finds OR-like circuits,
+    corrupt->clean AND-like ones); ``direction`` restricts it to one."""
+
+    head: str = Field(pattern=r"^\d+\.\d+$")
+    rule: str
+    category: str
+    max_kl: float = Field(0.1, ge=0)
+    direction: Literal["both", "clean->corrupt", "corrupt->clean"] = "both"
+
+
 KINDS = {
     "rule_holds": RuleHolds,
     "models_agree": ModelsAgree,
     "window_only": WindowOnly,
     "head_role": HeadRole,
     "ablation": Ablation,
+    "patching": Patching,
 }
 
 
@@ -95,7 +110,7 @@ class Claim:
     """One named claim: its kind's parameters and how it is judged."""
 
     name: str
-    body: RuleHolds | ModelsAgree | WindowOnly | HeadRole | Ablation
+    body: RuleHolds | ModelsAgree | WindowOnly | HeadRole | Ablation | Patching
     fraction: float | None = None  # None: for all contexts; else statistical
     exact_region: bool = False  # only where a compiled tensor model's conditions hold
 

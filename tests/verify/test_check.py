@@ -179,3 +179,20 @@ def test_check_cli_json(tmp_path, capsys):
         "threshold",
         "examples",
     }
+
+
+def test_patching_both_directions():
+    """The induction head carries the copied token (patching it moves the prediction, both
+    ways); the previous-token head alone does not."""
+    model, spec = crafted(), spec_of("toy_language")
+    claims = parse_claims(
+        """
+format: craft-claims/1
+claims:
+  - {name: carries, patching: {head: "1.0", rule: noun-induction, category: VERB_T}}
+  - {name: not-prev, patching: {head: "0.0", rule: noun-induction, category: VERB_T}}
+"""
+    )
+    carries, prev = (check_claim(model, spec, c, examples=120) for c in claims)
+    assert carries.passed and carries.examples > 20
+    assert not prev.passed and prev.counterexample
