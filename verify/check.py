@@ -48,6 +48,7 @@ class Result:
     threshold: float
     examples: int
     warnings: tuple[str, ...] = field(default=())
+    found_after: int | None = None  # contexts evaluated before the first failure
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +60,7 @@ class Result:
             "examples": self.examples,
             "kind": self.kind,
             "warnings": list(self.warnings),
+            "found_after": self.found_after,
         }
 
 
@@ -240,6 +242,7 @@ def check_claim(
         state["value"] = max(state["value"], float(values[worst]))
         if values[worst] > probe.threshold:
             state["fail"] = (items[worst], float(values[worst]))
+            state.setdefault("found_after", state["n"])
             raise AssertionError(c.name)
 
     search._hypothesis_internal_add_digest = c.name.encode()
@@ -273,6 +276,7 @@ def check_claim(
         _shown(c, probe.threshold),
         state["n"],
         warnings,
+        state.get("found_after"),
     )
 
 
