@@ -34,6 +34,7 @@ from craft.report import (
     over_bound,
     print_summary,
 )
+from craft.tracr import cli as tracr_cli
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for p in sub.choices.values():
         p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    tracr_cli.add_parser(sub).set_defaults(run=tracr_cli.run)  # declares its own --json
     return parser
 
 

@@ -1,0 +1,154 @@
+"""``craft tracr PROGRAM --vocab a,b,c --max-len 5 -o prog.safetensors``: the subcommand.
+
+Compiles a RASP program with the fast path, checks it against ``rasp.evaluate`` and
+writes the model. Prints the layout and the check result, or with ``--json`` one object
+``{"agreement", "checked", "exhaustive", "failures", "compile_seconds", "layers",
+"d_model", "params", ...}``. Exit code 0 when the model agrees on every checked input,
+1 when it does not (the report says why and how to fix it); user errors raise
+``CraftError`` (the ``craft`` front door prints one line and exits 2).
+
+``craft/cli.py`` wires it in with ``add_parser(subparsers)`` and dispatches to ``run``.
+Tracr is imported only when the subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from specs.errors import CraftError
+
+EXIT_DISAGREE = 1
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tracr`` on the ``craft`` subparsers; returns the new parser."""
+    p = subparsers.add_parser(
+        "tracr",
+        help="compile a RASP program (Tracr) into a PyTorch model and check it",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument("program", help="FILE.py:NAME, module:NAME or lib:NAME (Tracr's library)")
+    p.add_argument("--vocab", help="input tokens, comma-separated (a,b,c or 1,2,3)")
+    p.add_argument("--max-len", type=_positive, required=True, help="longest input, BOS excluded")
+    p.add_argument("-o", "--output", help="write the model here (.safetensors)")
+    p.add_argument("--family", choices=("standard", "tensor"), default="standard")
+    p.add_argument(
+        "--mlp-exactness",
+        type=_positive_float,
+        default=100.0,
+        help="Tracr's numerical MLP sharpness (raise it when long inputs fail)",
+    )
+    p.add_argument("--compiler-bos", default="BOS", help="the BOS token (default BOS)")
+    p.add_argument(
+        "--samples",
+        type=_positive,
+        default=2000,
+        help="Hypothesis inputs when there are over 100,000 inputs",
+    )
+    p.add_argument("--seed", type=int, default=0, help="Hypothesis seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _compile(args: argparse.Namespace, program: Any, vocab: set) -> tuple[Any, Any]:
+    if args.family == "tensor":
+        raise CraftError(
+            "--family tensor is not implemented yet for Tracr programs",
+            where=args.program,
+            fix="use --family standard (the tensor-family fragment is issue 3, part 3)",
+        )
+    from craft.tracr.pipeline import compile_checked
+
+    return compile_checked(
+        program,
+        vocab,
+        args.max_len,
+        mlp_exactness=args.mlp_exactness,
+        compiler_bos=args.compiler_bos,
+        samples=args.samples,
+        seed=args.seed,
+    )
+
+
+def report(model: Any, result: Any, seconds: float) -> dict:
+    """The ``--json`` object."""
+    cfg = model.model.cfg
+    return {
+        **result.to_json(),
+        "compile_seconds": seconds,
+        "layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "params": model.model.n_params(),
+        "family": cfg.family,
+        "output_encoding": "categorical" if model.categorical else "numerical",
+        "removed_noop_sublayers": model.report.get("removed_noop_sublayers", []),
+        "zero_filled_slots": model.report.get("zero_filled_slots", []),
+    }
+
+
+def _print_text(spec: str, model: Any, result: Any, obj: dict, output: str | None) -> None:
+    cfg = model.model.cfg
+    print(
+        f"{spec}: {cfg.family} model, {cfg.n_layers} layers, d_model {cfg.d_model}, "
+        f"{cfg.n_heads} heads x d_head {cfg.d_head}, d_mlp {cfg.d_mlp}, "
+        f"{obj['params']} parameters, compiled in {obj['compile_seconds']:.3f} s"
+    )
+    print(
+        "layout: "
+        + ", ".join(f"{n} x{k}" if k > 1 else n for n, k in model.model.layout.describe())
+    )
+    print(f"output: {obj['output_encoding']} on {', '.join(model.model.meta['output_space'])}")
+    if obj["removed_noop_sublayers"] or obj["zero_filled_slots"]:
+        print(
+            f"no-op sublayers removed: {obj['removed_noop_sublayers'] or 'none'}; "
+            f"zero-filled slots (every block has attention and MLP): "
+            f"{obj['zero_filled_slots'] or 'none'}"
+        )
+    print("check: " + result.summary())
+    if output:
+        print(f"wrote {output}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``craft tracr``; returns the exit code (0 agree, 1 disagree)."""
+    from craft.tracr.program import load_program, parse_vocab
+
+    given = parse_vocab(args.vocab) if args.vocab is not None else None
+    start = time.perf_counter()
+    program, lib_vocab = load_program(args.program, max_len=args.max_len, vocab=given)
+    vocab = given if given is not None else lib_vocab
+    if vocab is None:
+        raise CraftError("no vocabulary", where=args.program, fix="pass --vocab a,b,c")
+    model, result = _compile(args, program, vocab)
+    seconds = model.report.get("compile_seconds", time.perf_counter() - start)
+    if args.output:
+        model.save(args.output)
+    obj = report(model, result, seconds)
+    if args.json:
+        print(json.dumps(obj, indent=2))
+    else:
+        _print_text(args.program, model, result, obj, args.output)
+    return 0 if result.passed else EXIT_DISAGREE
