@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -198,6 +199,23 @@ def _role_probe(model, spec, body: HeadRole) -> _Probe:
     return _Probe(strat, values, 1.0 - body.min_score)
 
 
+def copying_score(model: Transformer, layer: int, head: int) -> float:
+    """Re(sum of eigenvalues) / sum |eigenvalues| of the head's token->logit OV circuit
+    ``W_E W_V W_O W_U`` (BOS row dropped): 1 for a pure copying head, -1 for anti-copying."""
+    attn = model.blocks[layer].attn
+    with torch.no_grad():
+        n = model.cfg.n_out
+        ov = model.embed.W_E[:n] @ attn.W_V[head] @ attn.W_O[head] @ model.unembed.W_U
+    eig = np.linalg.eigvals(ov.double().numpy())
+    return float(eig.real.sum() / max(np.abs(eig).sum(), 1e-30))
+
+
+def _copying(model, c: Claim, body: HeadRole) -> Result:
+    score = copying_score(model, *head_of(body.head))
+    passed = score >= body.min_score
+    return Result(c.name, c.kind, passed, None, score, body.min_score, 1)
+
+
 def check_claim(
     model: Transformer,
     spec: Spec,
@@ -217,6 +235,8 @@ def check_claim(
     """
     if where is None:
         where = _region(model, spec) if c.exact_region else (lambda ctx: True)
+    if isinstance(c.body, HeadRole) and c.body.role == "copying":
+        return _copying(model, c, c.body)
     if c.fraction is not None:
         return _statistical(model, spec, c, examples, seed_, where)
     probe = _probe(model, spec, c, where)

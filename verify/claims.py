@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from specs.errors import CraftError
 from specs.yamlio import parse_text
 
-Role = Literal["previous-token", "induction", "skip-bigram"]
+Role = Literal["previous-token", "induction", "skip-bigram", "copying"]
 
 
 class _Strict(BaseModel):

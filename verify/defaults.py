@@ -49,6 +49,9 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
                     HeadRole(head=head, role="induction", rule=rule, min_score=ROLE_SCORE),
                 )
             )
+            claims.append(
+                Claim(f"copying:{name}", HeadRole(head=head, role="copying", min_score=ROLE_SCORE))
+            )
             broken = (rule,)
         elif kind == "Detector":
             broken = tuple(comp.get("rules", ()))

@@ -1,0 +1,123 @@
+"""Attention-based head scores: previous-token and prefix-matching (induction).
+
+Shape glossary: B sequences, T positions, L layers, H heads.
+
+Both scores read each layer's ``hook_pattern`` on random token sequences. A softmax
+pattern is a distribution; the tensor family's bilinear pattern is signed and
+unnormalised, so every row is first divided by its absolute mass ``sum_s |pattern[t, s]|``
+(the identity for softmax). A score is then the mean normalised attention from each
+query position to its target key; 1 means all of the head's attention goes there.
+
+Sequences start with BOS when the model has one (input vocabulary = outputs + 1, BOS
+last, as the compiler makes them) and otherwise use every input token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from craft.models.hooks import hooks
+from craft.models.transformer import Transformer
+from specs.errors import CraftError
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Which tokens random sequences draw from, and the BOS prefix (None: no BOS)."""
+
+    tokens: tuple[int, ...]
+    bos: int | None
+
+    @staticmethod
+    def of(model: Transformer) -> Probe:
+        cfg = model.cfg
+        if cfg.n_vocab == cfg.n_out + 1:
+            return Probe(tuple(range(cfg.n_out)), cfg.n_vocab - 1)
+        return Probe(tuple(range(cfg.n_vocab)), None)
+
+    def prefix(self, n: int) -> np.ndarray:
+        return np.full((n, 0 if self.bos is None else 1), self.bos or 0, dtype=np.int64)
+
+
+@torch.no_grad()
+def patterns(model: Transformer, tokens: np.ndarray) -> np.ndarray:
+    """Row-normalised attention patterns ``[L, B, H, T, T]`` (float64)."""
+    caught: dict[int, torch.Tensor] = {}
+
+    def catch(layer: int):
+        def fn(_m, _i, out):
+            caught[layer] = out.detach()
+
+        return fn
+
+    names = {f"blocks.{i}.attn.hook_pattern": catch(i) for i in range(model.cfg.n_layers)}
+    with hooks(model, names):
+        model(torch.as_tensor(tokens, device=next(model.parameters()).device))
+    pat = np.stack([caught[i].cpu().double().numpy() for i in range(model.cfg.n_layers)])
+    mass = np.abs(pat).sum(axis=-1, keepdims=True)
+    return pat / np.where(mass > 0, mass, 1.0)
+
+
+def previous_token_scores(
+    model: Transformer, *, n_seqs: int = 16, length: int = 64, seed: int = 0
+) -> np.ndarray:
+    """Mean normalised attention from position t to t-1 on random tokens ``[L, H]``.
+
+    Positions whose previous token is BOS are left out (BOS is often a resting place).
+    """
+    probe = Probe.of(model)
+    rng = np.random.default_rng(seed)
+    pre = probe.prefix(n_seqs)
+    length = min(length, model.cfg.n_ctx - pre.shape[1])
+    body = rng.choice(np.asarray(probe.tokens), size=(n_seqs, length))
+    pat = patterns(model, np.concatenate([pre, body], axis=1))
+    t = np.arange(pre.shape[1] + 1, pat.shape[-1])
+    return pat[..., t, t - 1].mean(axis=(1, 3))
+
+
+def prefix_matching_scores(
+    model: Transformer,
+    *,
+    on: list[int] | None = None,
+    tokens: list[int] | None = None,
+    n_seqs: int = 16,
+    half: int = 32,
+    seed: int = 0,
+) -> np.ndarray:
+    """Induction score ``[L, H]``: attention to the token after the earlier copy.
+
+    Each sequence is ``[BOS] x_1..x_n x_1..x_n`` with distinct ``x_i``; at the second
+    ``x_i`` the target is the first ``x_{i+1}`` (the first copy's successor).
+
+    Args:
+        on: score only queries whose token is in this set (a rule's on-set, e.g. the
+            nouns of a noun-induction rule); default every token.
+        tokens: draw the ``x_i`` from these ids (default every non-BOS token), e.g. to
+            keep out tokens that trigger a higher-priority rule.
+        half: ``n``, capped by the distinct tokens and the context.
+    """
+    probe = Probe.of(model)
+    if tokens is not None:
+        probe = Probe(tuple(tokens), probe.bos)
+    rng = np.random.default_rng(seed)
+    pre = probe.prefix(n_seqs)
+    b = pre.shape[1]
+    n = min(half, len(probe.tokens), (model.cfg.n_ctx - b) // 2)
+    if n < 2:
+        raise CraftError(
+            f"context of {model.cfg.n_ctx} is too short for a repeated sequence",
+            fix="prefix matching needs n_ctx >= 4 (plus BOS)",
+        )
+    first = np.stack([rng.permutation(np.asarray(probe.tokens))[:n] for _ in range(n_seqs)])
+    pat = patterns(model, np.concatenate([pre, first, first], axis=1))
+    i = np.arange(n)
+    query, key = b + n + i, b + i + 1  # [n]
+    scores = pat[..., query, key]  # [L, B, H, n]
+    keep = np.ones_like(first, dtype=bool) if on is None else np.isin(first, np.asarray(on))
+    if not keep.any():
+        raise CraftError("no query token lies in the on-set", fix="pass token ids the model has")
+    w = keep[None, :, None, :].astype(np.float64)
+    return (scores * w).sum(axis=(1, 3)) / w.sum(axis=(1, 3))
