@@ -12,7 +12,7 @@ For every ``make_*`` program of ``tracr.compiler.lib`` (the table in
   ``--tracr-repeats`` further compiles of the same program (JAX's caches hit; this is
   the floor of Haiku assembly, not a user-facing cost);
 * **ours**: :func:`craft.tracr.from_rasp` (graph and craft stages, then torch weights
-  directly), the median of ``--repeats`` runs.
+  directly, residual directions nothing reads pruned), the median of ``--repeats`` runs.
 
 and reports layers, d_model and parameters of both models (Tracr's parameters are the
 sizes of its Haiku params; ours are ``Transformer.n_params()``), the per-program time

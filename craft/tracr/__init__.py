@@ -1,7 +1,8 @@
 """Tracr (RASP) programs into PyTorch: compile, convert, check.
 
 * :func:`from_rasp` - the fast path: RASP -> Tracr's graph and craft stages -> torch,
-  skipping Haiku assembly.
+  skipping Haiku assembly; ``family="tensor"`` builds a bilinear (tensor-family) model
+  for programs in the polynomial fragment (:mod:`craft.tracr.tensor`).
 * :func:`from_assembled` - the slow path: an assembled Tracr model -> torch.
 * :func:`check` - the converted model against ``rasp.evaluate`` (exhaustive up to
   100,000 inputs, otherwise Hypothesis-generated with shrinking).

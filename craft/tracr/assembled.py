@@ -130,12 +130,16 @@ def network_from_assembled(assembled: Any) -> Network:
     )
 
 
-def from_assembled(assembled: Any, *, remove_noops: bool = True) -> TracrModel:
+def from_assembled(
+    assembled: Any, *, remove_noops: bool = True, prune_residual: bool = False
+) -> TracrModel:
     """Convert an already-compiled Tracr model (the slow path's input) to torch.
 
     Args:
         assembled: a ``tracr.compiler.assemble.AssembledTransformerModel``.
         remove_noops: drop all-zero sublayers (reported in ``model.report``).
+        prune_residual: drop residual directions no weight reads, as the fast path does
+            (off by default here: the slow path keeps Tracr's residual layout exactly).
 
     Returns:
         A :class:`TracrModel` whose residual stream matches Tracr's to float precision.
@@ -148,4 +152,4 @@ def from_assembled(assembled: Any, *, remove_noops: bool = True) -> TracrModel:
         "max_len": network.w_pos.shape[0] - 1,
         "causal": network.causal,
     }
-    return finish(network, meta, remove_noops=remove_noops)
+    return finish(network, meta, remove_noops=remove_noops, prune_residual=prune_residual)

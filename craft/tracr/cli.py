@@ -1,7 +1,9 @@
 """``craft tracr PROGRAM --vocab a,b,c --max-len 5 -o prog.safetensors``: the subcommand.
 
 Compiles a RASP program with the fast path, checks it against ``rasp.evaluate`` and
-writes the model. Prints the layout and the check result, or with ``--json`` one object
+writes the model (``--family tensor``: a bilinear model, for programs in the fragment
+of :mod:`craft.tracr.tensor`; others are refused naming the operation). Prints the
+layout and the check result, or with ``--json`` one object
 ``{"agreement", "checked", "exhaustive", "failures", "compile_seconds", "layers",
 "d_model", "params", ...}``. Exit code 0 when the model agrees on every checked input,
 1 when it does not (the report says why and how to fix it); user errors raise
@@ -75,11 +77,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _compile(args: argparse.Namespace, program: Any, vocab: set) -> tuple[Any, Any]:
     if args.family == "tensor":
-        raise CraftError(
-            "--family tensor is not implemented yet for Tracr programs",
-            where=args.program,
-            fix="use --family standard (the tensor-family fragment is issue 3, part 3)",
+        from craft.tracr.agreement import check
+        from craft.tracr.fast import from_rasp
+
+        model = from_rasp(
+            program, vocab, args.max_len, compiler_bos=args.compiler_bos, family="tensor"
         )
+        return model, check(model, program, vocab, samples=args.samples, seed=args.seed)
     from craft.tracr.pipeline import compile_checked
 
     return compile_checked(
@@ -106,6 +110,7 @@ def report(model: Any, result: Any, seconds: float) -> dict:
         "output_encoding": "categorical" if model.categorical else "numerical",
         "removed_noop_sublayers": model.report.get("removed_noop_sublayers", []),
         "zero_filled_slots": model.report.get("zero_filled_slots", []),
+        "pruned_directions": model.report.get("pruned_directions", []),
     }
 
 
@@ -120,6 +125,8 @@ def _print_text(spec: str, model: Any, result: Any, obj: dict, output: str | Non
         "layout: "
         + ", ".join(f"{n} x{k}" if k > 1 else n for n, k in model.model.layout.describe())
     )
+    if model.report.get("pruned_directions"):
+        print("pruned (nothing reads them): " + ", ".join(model.report["pruned_directions"]))
     print(f"output: {obj['output_encoding']} on {', '.join(model.model.meta['output_space'])}")
     if obj["removed_noop_sublayers"] or obj["zero_filled_slots"]:
         print(

@@ -29,7 +29,7 @@ import torch
 
 from craft.models import Layout, ModelConfig, Transformer
 from craft.tracr.model import TracrModel, jsonable
-from craft.tracr.network import Network, Packed, Sublayer, pack
+from craft.tracr.network import Network, Packed, Sublayer, pack, prune
 
 
 def config_for(network: Network, packed: Packed) -> ModelConfig:
@@ -109,17 +109,24 @@ def to_transformer(network: Network, packed: Packed, meta: dict) -> Transformer:
     return model.eval()
 
 
-def finish(network: Network, meta: dict, *, remove_noops: bool = True) -> TracrModel:
+def finish(
+    network: Network, meta: dict, *, remove_noops: bool = True, prune_residual: bool = False
+) -> TracrModel:
     """Pack, convert and wrap: the last step shared by the fast and the slow path.
 
     ``meta`` gets the encodings (so a saved file decodes without Tracr) and a
-    ``conversion`` report: the removed no-op sublayers and the zero-filled slots.
+    ``conversion`` report: the removed no-op sublayers, the zero-filled slots and, with
+    ``prune_residual``, the residual directions dropped because nothing reads them.
     """
+    dropped: tuple = ()
+    if prune_residual:
+        network, dropped = prune(network)
     packed = pack(network.sublayers, remove_noops=remove_noops)
     report = {
         "tracr_sublayers": [s.kind for s in network.sublayers],
         "removed_noop_sublayers": list(packed.removed),
         "zero_filled_slots": list(packed.zero_slots),
+        "pruned_directions": [str(d) for d in dropped],
     }
     full = {
         "source": "tracr",

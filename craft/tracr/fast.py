@@ -80,28 +80,36 @@ def _unsupported(validating: Any, program: Any) -> None:
         )
 
 
-def craft_model(
-    program: Any, vocab: set, max_len: int, *, compiler_bos: str, mlp_exactness: float
-) -> tuple[Any, Any, Any]:
-    """Tracr's stages up to the craft model: ``(craft_model, graph, sink)``."""
+def graph_with_value_sets(program: Any, vocab: set, max_len: int) -> tuple[Any, Any, Any]:
+    """Tracr's first two stages: ``(graph, sink, sources)``, every value set inferred."""
     tracr = require_tracr()
-    rasp, bases, nodes = tracr.rasp, tracr.bases, tracr.nodes
+    rasp, nodes = tracr.rasp, tracr.nodes
     _unsupported(tracr.validating, program)
     extracted = tracr.rasp_to_graph.extract_rasp_graph(program)
-    graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
+    graph, sink, sources = extracted.graph, extracted.sink, extracted.sources
     if rasp.tokens.label not in graph.nodes:
         raise CraftError(
             f"program {program.label!r} does not read rasp.tokens",
             fix="build the program from rasp.tokens (Tracr needs a token input)",
         )
     tracr.basis_inference.infer_bases(graph, sink, vocab, max_len)
+    return graph, graph.nodes[sink[nodes.ID]], sources
+
+
+def craft_model(
+    program: Any, vocab: set, max_len: int, *, compiler_bos: str, mlp_exactness: float
+) -> tuple[Any, Any, Any]:
+    """Tracr's stages up to the craft model: ``(craft_model, graph, sink)``."""
+    tracr = require_tracr()
+    rasp, bases = tracr.rasp, tracr.bases
+    graph, sink, sources = graph_with_value_sets(program, vocab, max_len)
     tracr.expr_to_craft_graph.add_craft_components_to_rasp_graph(
         graph,
         bos_dir=bases.BasisDirection(rasp.tokens.label, compiler_bos),
         mlp_exactness=mlp_exactness,
     )
     model = tracr.craft_graph_to_model.craft_graph_to_model(graph, sources)
-    return model, graph, graph.nodes[sink[nodes.ID]]
+    return model, graph, sink
 
 
 def network_from_craft(
@@ -156,6 +164,22 @@ def network_from_craft(
     )
 
 
+def check_arguments(vocab: Iterable[Any], max_len: int, bos: str, pad: str) -> set:
+    """The vocabulary as a set, after the checks every compile path makes."""
+    vocab = set(vocab)
+    for special in (bos, pad):
+        if special in vocab:
+            raise CraftError(
+                f"the compiler token {special!r} is also in the vocabulary",
+                fix="rename the token or pass another compiler_bos / compiler_pad",
+            )
+    if not vocab:
+        raise CraftError("empty vocabulary", fix="pass the tokens the program reads")
+    if max_len < 1:
+        raise CraftError(f"max_len must be >= 1, got {max_len}")
+    return vocab
+
+
 def from_rasp(
     program: Any,
     vocab: Iterable[Any],
@@ -166,8 +190,10 @@ def from_rasp(
     mlp_exactness: float = 100,
     causal: bool = False,
     remove_noops: bool = True,
+    prune_residual: bool = True,
+    family: str = "standard",
 ) -> TracrModel:
-    """Compile a RASP program into a standard-family torch model, skipping Haiku.
+    """Compile a RASP program into a torch model, skipping Haiku.
 
     Args:
         program: a RASP ``SOp`` built from ``rasp.tokens`` (and ``rasp.indices``).
@@ -178,21 +204,29 @@ def from_rasp(
             (e.g. to 1000) when the check reports failures on long inputs.
         causal: a causally masked model (Tracr programs assume bidirectional attention).
         remove_noops: drop all-zero sublayers (reported in ``model.report``).
+        prune_residual: drop residual directions no weight reads (``tokens:compiler_pad``,
+            unused token and index values; reported as ``pruned_directions``).
+        family: ``standard`` (Tracr's softmax/ReLU weights) or ``tensor`` (bilinear, for
+            the fragment of :mod:`craft.tracr.tensor`; ``mlp_exactness``,
+            ``remove_noops`` and ``prune_residual`` do not apply: it is always pruned).
 
     Returns:
         A :class:`TracrModel`; ``.run(["BOS", ...])`` decodes like Tracr.
     """
-    vocab = set(vocab)
-    for special in (compiler_bos, compiler_pad):
-        if special in vocab:
-            raise CraftError(
-                f"the compiler token {special!r} is also in the vocabulary",
-                fix="rename the token or pass another compiler_bos / compiler_pad",
-            )
-    if not vocab:
-        raise CraftError("empty vocabulary", fix="pass the tokens the program reads")
-    if max_len < 1:
-        raise CraftError(f"max_len must be >= 1, got {max_len}")
+    if family == "tensor":
+        from craft.tracr.tensor import from_rasp_tensor
+
+        return from_rasp_tensor(
+            program,
+            vocab,
+            max_len,
+            compiler_bos=compiler_bos,
+            compiler_pad=compiler_pad,
+            causal=causal,
+        )
+    if family != "standard":
+        raise CraftError(f"unknown family {family!r}", fix="use 'standard' or 'tensor'")
+    vocab = check_arguments(vocab, max_len, compiler_bos, compiler_pad)
     start = time.perf_counter()
     model, graph, sink = craft_model(
         program, vocab, max_len, compiler_bos=compiler_bos, mlp_exactness=mlp_exactness
@@ -215,6 +249,6 @@ def from_rasp(
         "mlp_exactness": mlp_exactness,
         "causal": causal,
     }
-    out = finish(network, meta, remove_noops=remove_noops)
+    out = finish(network, meta, remove_noops=remove_noops, prune_residual=prune_residual)
     out.report["compile_seconds"] = time.perf_counter() - start
     return out

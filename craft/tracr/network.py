@@ -13,7 +13,7 @@ E a head's width, M an MLP's hidden width, O output columns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -155,3 +155,62 @@ def pack(sublayers: tuple[Sublayer, ...], *, remove_noops: bool = True) -> Packe
         if sub is None
     ]
     return Packed(tuple((a, m) for a, m in blocks), tuple(removed), tuple(zero))
+
+
+def _reads(sub: Sublayer) -> list[np.ndarray]:
+    """The ``[D, *]`` maps through which a sublayer reads the residual."""
+    if sub.kind == "attn":
+        return [w for h in sub.heads for w in (h.w_q, h.w_k, h.w_v)]
+    return [] if sub.w_in is None else [sub.w_in]
+
+
+def _cut_writes(sub: Sublayer, keep: np.ndarray) -> Sublayer:
+    """The sublayer with residual rows of its reads and columns of its writes cut to ``keep``."""
+
+    def cut(b: np.ndarray | None) -> np.ndarray | None:
+        return None if b is None else b[keep]
+
+    if sub.kind == "attn":
+        heads = tuple(
+            replace(h, w_q=h.w_q[keep], w_k=h.w_k[keep], w_v=h.w_v[keep], w_o=h.w_o[:, keep])
+            for h in sub.heads
+        )
+        return replace(sub, heads=heads, b_out=cut(sub.b_out))
+    return replace(
+        sub,
+        w_in=None if sub.w_in is None else sub.w_in[keep],
+        w_out=None if sub.w_out is None else sub.w_out[:, keep],
+        b_out=cut(sub.b_out),
+    )
+
+
+def prune(network: Network) -> tuple[Network, tuple[Direction, ...]]:
+    """Drop the residual directions that no live sublayer and no output reads.
+
+    A direction nothing reads (Tracr's ``tokens:compiler_pad``; token or index values no
+    operation looks at) can be written to but never changes any later computation or
+    the logits, so removing its coordinate (its column in every write, its row in every
+    read, which is zero) leaves every kept coordinate of every residual, and the
+    output, unchanged. Repeated until nothing changes, since a sublayer whose writes all
+    go to dropped directions becomes a no-op and stops counting as a reader.
+    Returns the pruned network and the dropped directions.
+    """
+    out_set = set(network.output)
+    dropped: list[Direction] = []
+    while True:
+        read = np.array([d in out_set for d in network.residual])
+        for sub in network.sublayers:
+            if sub.is_noop():
+                continue
+            for w in _reads(sub):
+                read |= np.any(w != 0, axis=1)
+        if read.all():
+            return network, tuple(dropped)
+        dropped += [d for d, r in zip(network.residual, read, strict=True) if not r]
+        network = replace(
+            network,
+            residual=tuple(d for d, r in zip(network.residual, read, strict=True) if r),
+            w_e=network.w_e[:, read],
+            w_pos=network.w_pos[:, read],
+            sublayers=tuple(_cut_writes(s, read) for s in network.sublayers),
+        )

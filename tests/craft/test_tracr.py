@@ -72,16 +72,23 @@ def test_library_program_agrees_exhaustively_at_max_len_5(name: str) -> None:
 def test_residual_stream_matches_tracr_haiku(name: str, path: str) -> None:
     assembled, _ = haiku(name)
     ours = fast(name)[0] if path == "fast" else from_assembled(assembled)
-    assert [str(d) for d in ours.model.layout] == assembled.residual_labels
+    labels = [str(d) for d in ours.model.layout]
+    pruned = ours.report["pruned_directions"]
+    # The fast path drops directions nothing reads; the rest keep Tracr's order.
+    assert sorted(labels + pruned) == sorted(assembled.residual_labels)
+    assert "tokens:compiler_pad" in pruned if path == "fast" else pruned == []
+    kept = [assembled.residual_labels.index(label) for label in labels]
+    assert kept == sorted(kept)
     for tokens in probe_inputs(name):
         tokens = _python(tokens)
         out = assembled.apply(tokens)
-        theirs = [np.asarray(r[0]) for r in out.residuals]
+        theirs = [np.asarray(r[0])[:, kept] for r in out.residuals]
         mine = [r.numpy() for r in ours.residuals(tokens)]
         # Ours: the embedding, then after each sublayer; Tracr: after each sublayer. The
         # blocks line up one to one (same packing), zero-filled slots included.
         assert len(mine) == len(theirs) + 1
-        assert np.abs(mine[0] - np.asarray(out.input_embeddings[0])).max() <= 1e-5
+        embedded = np.asarray(out.input_embeddings[0])[:, kept]
+        assert np.abs(mine[0] - embedded).max() <= 1e-5
         for a, b in zip(mine[1:], theirs, strict=True):
             assert np.abs(a - b).max() <= 1e-5
         decoded = ours.run(tokens)
@@ -98,6 +105,9 @@ def test_slow_path_keeps_tracr_sublayers_in_order() -> None:
     # every sublayer Tracr leaves at zero is reported as removed
     assert model.report["removed_noop_sublayers"] == ["attn@2", "attn@4", "mlp@7"]
     assert model.report["zero_filled_slots"] == ["L1.attn", "L2.attn", "L3.mlp"]
+    pruned = from_assembled(assembled, prune_residual=True)
+    assert pruned.model.layout == fast("reverse")[0].model.layout
+    assert pruned.run(["BOS", "a", "b", "c"]) == ["BOS", "c", "b", "a"]
 
 
 def test_fast_path_is_no_larger_than_tracr() -> None:
@@ -108,8 +118,25 @@ def test_fast_path_is_no_larger_than_tracr() -> None:
             int(np.prod(w.shape)) for mod in assembled.params.values() for w in mod.values()
         )
         assert ours.cfg.n_layers == assembled.model_config.num_layers
-        assert ours.cfg.d_model == len(assembled.residual_labels)
+        assert ours.cfg.d_model < len(assembled.residual_labels)  # compiler_pad at least
         assert ours.n_params() <= theirs
+
+
+def test_pruning_makes_nary_sequencemap_smaller_than_tracr() -> None:
+    """Unpruned, ours was 22348 parameters against Tracr's 22270 (our W_U, which Tracr
+    lacks); Tracr's count comes from ``benchmarks/tracr.py`` (a Haiku compile is slow)."""
+    tracr_params = 22270
+    program, vocab = program_of("nary_sequencemap"), LIB["nary_sequencemap"].vocab
+    full = from_rasp(program, vocab, 5, prune_residual=False)
+    assert full.model.n_params() > tracr_params and full.report["pruned_directions"] == []
+    pruned, _ = fast("nary_sequencemap")
+    assert pruned.model.n_params() < tracr_params
+    # no attention reads BOS (the program has none), nothing reads compiler_pad
+    assert pruned.report["pruned_directions"] == ["tokens:BOS", "tokens:compiler_pad"]
+    assert pruned.model.cfg.d_model == full.model.cfg.d_model - len(
+        pruned.report["pruned_directions"]
+    )
+    assert check(pruned, program, vocab).agreement == 1.0
 
 
 def test_unembedding_reads_the_output_space_not_the_first_columns() -> None:

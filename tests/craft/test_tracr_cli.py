@@ -57,7 +57,9 @@ def test_cli_compiles_checks_and_writes(programs: Path, tmp_path: Path, capsys) 
     code = run_cli(f"{programs}:make_program", "--vocab", "a,b,c", "--max-len", "4", "-o", str(out))
     text = capsys.readouterr().out
     assert code == 0
-    assert "layout:" in text and "tokens x5" in text
+    assert "layout:" in text and "tokens x4" in text  # compiler_pad is pruned
+    pruned = next(line for line in text.splitlines() if line.startswith("pruned"))
+    assert "tokens:compiler_pad" in pruned
     assert "agreement 1.0000 (120/120, all inputs)" in text
     assert TracrModel.load(out).run(["BOS", "a", "b", "c"]) == ["BOS", "c", "b", "a"]
 
@@ -154,6 +156,6 @@ def test_unsupported_program_names_the_operation() -> None:
         from_rasp(bad, {1, 2}, 3)
 
 
-def test_tensor_family_is_refused_with_a_clear_message() -> None:
-    with pytest.raises(CraftError, match="--family tensor is not implemented"):
+def test_tensor_family_outside_the_fragment_is_refused_naming_the_op() -> None:
+    with pytest.raises(CraftError, match=r"SelectorWidth 'hist_\d+' needs softmax"):
         run_cli("lib:hist", "--max-len", "3", "--family", "tensor")
