@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
+from craft import import_cli
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.models import load_model, save_model
 from craft.report import (
@@ -283,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for p in sub.choices.values():
         p.add_argument("--json", action="store_true", help="print one JSON document instead")
-    tracr_cli.add_parser(sub).set_defaults(run=tracr_cli.run)  # declares its own --json
+    tracr_cli.add_parser(sub).set_defaults(run=tracr_cli.run)  # these declare their own --json
+    import_cli.add_parser(sub).set_defaults(run=import_cli.run)
     return parser
 
 

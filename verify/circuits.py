@@ -199,16 +199,30 @@ def centring(model: Transformer, kind: Kind) -> Centre:
     return "none"
 
 
-def all_circuits(model: Transformer) -> dict[CircuitId, Factored]:
+def circuit_ids(model: Transformer) -> list[CircuitId]:
     """Direct path, then per head the token QK, position QK (learned only) and OV."""
-    out: dict[CircuitId, Factored] = {CircuitId("direct"): direct_path(model)}
+    out = [CircuitId("direct")]
     for layer in range(model.cfg.n_layers):
         for head in range(model.cfg.n_heads):
-            out[CircuitId("qk_tokens", layer, head)] = qk_tokens(model, layer, head)
+            out.append(CircuitId("qk_tokens", layer, head))
             if model.cfg.positions == "learned":
-                out[CircuitId("qk_positions", layer, head)] = qk_positions(model, layer, head)
-            out[CircuitId("ov", layer, head)] = ov(model, layer, head)
+                out.append(CircuitId("qk_positions", layer, head))
+            out.append(CircuitId("ov", layer, head))
     return out
+
+
+def circuit(model: Transformer, cid: CircuitId) -> Factored:
+    """The circuit ``cid`` of ``model``."""
+    if cid.kind == "direct":
+        return direct_path(model)
+    build = {"qk_tokens": qk_tokens, "qk_positions": qk_positions, "ov": ov}[cid.kind]
+    return build(model, cid.layer, cid.head)
+
+
+def all_circuits(model: Transformer) -> dict[CircuitId, Factored]:
+    """Every circuit at once (a tensor model at V = 20,000 holds ~80 MB per QK: prefer
+    :func:`circuit` one at a time, as :func:`compare_circuits` does)."""
+    return {cid: circuit(model, cid) for cid in circuit_ids(model)}
 
 
 def compare_circuits(
@@ -226,16 +240,15 @@ def compare_circuits(
     """
     if a.family != b.family:
         raise CraftError(f"cannot compare a {a.family} model with a {b.family} one")
-    circ_b = all_circuits(b)
+    ids_b = set(circuit_ids(b))
     out = {}
-    for cid, circ in all_circuits(a).items():
+    for cid in circuit_ids(a):  # one pair at a time: peak memory is one circuit's factors
         other = cid
         if heads is not None and cid.layer >= 0:
-            layer, head = heads[(cid.layer, cid.head)]
-            other = CircuitId(cid.kind, layer, head)
-        if other not in circ_b:
+            other = CircuitId(cid.kind, *heads[(cid.layer, cid.head)])
+        if other not in ids_b:
             raise CraftError(f"model b has no circuit {other}", fix="compare like with like")
-        out[cid] = similarity(circ, circ_b[other], centring(a, cid.kind), method)
+        out[cid] = similarity(circuit(a, cid), circuit(b, other), centring(a, cid.kind), method)
     return out
 
 
@@ -244,6 +257,8 @@ __all__ = [
     "Composition",
     "Factored",
     "all_circuits",
+    "circuit",
+    "circuit_ids",
     "compare_circuits",
     "composition",
     "copying_score",

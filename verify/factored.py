@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 from specs.errors import CraftError
 
@@ -162,9 +163,14 @@ def inner(a: Matrix, b: Matrix, method: Method = "auto") -> float:
         raise CraftError(f"cannot compare circuits of shapes {fa.shape} and {fb.shape}")
     if method == "dense" or (method == "auto" and _dense_is_cheaper(fa, fb)):
         return float(np.vdot(fa.dense(), fb.dense()))
-    gram_left = fa.left.T @ fb.left  # [r_a, r_b]
-    gram_right = fa.right @ fb.right.T  # [r_a, r_b]
-    return float(np.sum(gram_left * gram_right))
+    # torch's matmul: its thread pool obeys torch.set_num_threads, OpenBLAS's does not
+    gram_left = _t(fa.left).T @ _t(fb.left)  # [r_a, r_b]
+    gram_right = _t(fa.right) @ _t(fb.right).T  # [r_a, r_b]
+    return float((gram_left * gram_right).sum())
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
 
 
 def norm(a: Matrix, method: Method = "auto") -> float:

@@ -1,0 +1,151 @@
+"""``craft import FILE --format tlens|bilinear-toy -o OUT.safetensors``: the subcommand.
+
+Reads a trained model's state dict (safetensors, or a torch file loaded with
+``weights_only=True``), converts it into the standard (TransformerLens) or tensor
+(bilinear toy model) family, runs both the converted model and an independent
+reference forward pass of the source layout on random tokens, prints the largest
+absolute logit difference, and writes the model only when that difference is at most
+1e-4 of the largest logit. Exit code 0 on success, 2 on any error or a failed check
+(the front door prints ``CraftError`` as one line with exit code 2).
+
+``craft/cli.py`` wires it in with ``add_parser(subparsers).set_defaults(run=run)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from craft.importers import (
+    bilinear_reference,
+    check_import,
+    import_bilinear_toy,
+    import_tlens,
+    read_state_dict,
+    tlens_reference,
+)
+from craft.models import save_model
+from specs.errors import CraftError
+
+EXIT_FAILED = 2
+TOLERANCE = 1e-4  # largest |logit difference| / largest |logit|
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``import`` on the ``craft`` subparsers; returns the new parser."""
+    p = subparsers.add_parser(
+        "import",
+        help="convert a TransformerLens or bilinear toy model and check its logits",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument("file", help="state dict: .safetensors, or .pt/.pth/.bin (weights only)")
+    p.add_argument("--format", required=True, choices=("tlens", "bilinear-toy"))
+    p.add_argument("--n-heads", type=_positive, help="heads per layer (bilinear-toy: required)")
+    p.add_argument("--n-ctx", type=_positive, help="positions (default: W_pos rows, or 512)")
+    p.add_argument(
+        "--bidirectional", action="store_true", help="tlens: attention_dir was bidirectional"
+    )
+    p.add_argument("--no-rotary", action="store_true", help="bilinear-toy: no rotary positions")
+    p.add_argument("--seed", type=int, default=0, help="random tokens for the logit check")
+    p.add_argument("-o", "--output", required=True, help="write the model here (.safetensors)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _convert(args: argparse.Namespace, sd: dict) -> tuple[Any, Any]:
+    """The imported model and the source layout's reference ``tokens -> logits``."""
+    if args.format == "tlens":
+        causal = not args.bidirectional
+        return import_tlens(sd, n_ctx=args.n_ctx, causal=causal), partial(
+            tlens_reference, sd, causal=causal
+        )
+    if args.n_heads is None:
+        raise CraftError(
+            "the bilinear toy layout stores heads side by side", where="--n-heads", fix="pass it"
+        )
+    rotary = not args.no_rotary
+    model = import_bilinear_toy(sd, n_heads=args.n_heads, n_ctx=args.n_ctx or 512, rotary=rotary)
+    ref = partial(bilinear_reference, sd, n_heads=args.n_heads, rotary=rotary)
+    return model, ref
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``craft import``; returns the exit code (0 written, 2 check failed)."""
+    sd = read_state_dict(args.file)
+    model, reference = _convert(args, sd)
+    cfg = model.cfg
+    check = check_import(reference, model, cfg.n_vocab, cfg.n_ctx, seed=args.seed)
+    passed = check.ok(TOLERANCE)
+    obj = {
+        "source": args.file,
+        "format": args.format,
+        "family": cfg.family,
+        "config": cfg.to_json(),
+        "params": model.n_params(),
+        "check": {
+            "max_abs_diff": check.max_abs_diff,
+            "max_abs_logit": check.max_abs_logit,
+            "relative": check.relative,
+            "tolerance": TOLERANCE,
+            "tokens": check.n_tokens,
+            "passed": passed,
+        },
+        "output": args.output if passed else None,
+    }
+    if passed:
+        source = {"source": Path(args.file).name, "format": args.format}
+        model.meta = {"imported": source | {"sha256": _sha256(args.file), "check": obj["check"]}}
+        try:
+            save_model(model.float(), args.output)
+        except OSError as e:
+            raise CraftError(
+                f"cannot write the model file ({e.strerror or e})",
+                where=args.output,
+                fix="write to a folder that exists (or can be created) and is writable",
+            ) from None
+    if args.json:
+        print(json.dumps(obj, indent=2))
+    else:
+        print(
+            f"{args.file}: {args.format} -> {cfg.family} family, {cfg.n_layers} layers x "
+            f"{cfg.n_heads} heads (d_model {cfg.d_model}, d_head {cfg.d_head}, d_mlp "
+            f"{cfg.d_mlp}), vocabulary {cfg.n_vocab} -> {cfg.n_out}, {obj['params']} parameters"
+        )
+        print(
+            f"logit check on {check.n_tokens} random tokens: max |difference| "
+            f"{check.max_abs_diff:.3e} (relative {check.relative:.3e}, tolerance {TOLERANCE:g})"
+        )
+        if passed:
+            print(f"wrote {args.output}")
+    if not passed:
+        print(
+            f"craft: error: {args.file}: imported logits differ from the source's by "
+            f"{check.relative:.3e} of the largest logit; nothing written; fix: check --format, "
+            "--n-heads and --bidirectional",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return 0
