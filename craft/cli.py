@@ -36,6 +36,7 @@ from craft.report import (
     print_summary,
 )
 from craft.tracr import cli as tracr_cli
+from craft.train import cli as train_cli
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON document instead")
     tracr_cli.add_parser(sub).set_defaults(run=tracr_cli.run)  # these declare their own --json
     import_cli.add_parser(sub).set_defaults(run=import_cli.run)
+    train_cli.add_parser(sub)
     return parser
 
 

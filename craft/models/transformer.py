@@ -35,8 +35,8 @@ def rotary(x: torch.Tensor, base: float) -> torch.Tensor:
     """Rotate ``x [B, T, H, E]`` by position: pairs (i, i + E/2) at frequency base^(-2i/E)."""
     t, e = x.shape[1], x.shape[-1]
     half = e // 2
-    freq = base ** (-torch.arange(half, dtype=torch.float64) * 2 / e)
-    ang = torch.arange(t, dtype=torch.float64)[:, None] * freq[None, :]  # [T, E/2]
+    freq = base ** (-torch.arange(half, dtype=torch.float64, device=x.device) * 2 / e)
+    ang = torch.arange(t, dtype=torch.float64, device=x.device)[:, None] * freq[None, :]  # [T, E/2]
     cos = ang.cos().to(x.dtype)[None, :, None, :]
     sin = ang.sin().to(x.dtype)[None, :, None, :]
     x1, x2 = x[..., :half], x[..., half:]
