@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from craft import import_cli
+from craft.argtypes import int_at_least
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.models import load_model, save_model
 from craft.report import (
@@ -53,21 +54,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CraftError(message, fix=f"see `{self.prog} --help`")
-
-
-def _int_at_least(lo: int):
-    """An argparse type: an integer ``>= lo`` (the error names the bound, not a function)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
-        return value
-
-    return parse
 
 
 def _console() -> Console:
@@ -253,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="compare a model's predictions with a spec's ground truth")
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
     p.add_argument("--spec", required=True, help="spec file giving the ground truth")
-    p.add_argument("-n", "--n", type=_int_at_least(1), default=2000, help="sequences to sample")
-    p.add_argument("--length", type=_int_at_least(1), help="tokens per sequence (max_len)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
+    p.add_argument("-n", "--n", type=int_at_least(1), default=2000, help="sequences to sample")
+    p.add_argument("--length", type=int_at_least(1), help="tokens per sequence (max_len)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="sampling seed")
     p.add_argument(
         "--context",
         help='instead of sampling, compare both distributions after one context ("the alice")',
@@ -264,17 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="sample sequences from a spec")
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
-    p.add_argument("-n", "--n", type=_int_at_least(1), default=5, help="number of sequences")
-    p.add_argument("--length", type=_int_at_least(0), help="tokens per sequence (max_len)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
+    p.add_argument("-n", "--n", type=int_at_least(1), default=5, help="number of sequences")
+    p.add_argument("--length", type=int_at_least(0), help="tokens per sequence (max_len)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="sampling seed")
     p.set_defaults(run=cmd_sample)
 
     p = sub.add_parser("check", help="property-test claims about a model (Hypothesis)")
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
     p.add_argument("--spec", required=True, help="spec file giving the ground truth")
     p.add_argument("--claims", help="claims file (YAML); default: the model's own circuit")
-    p.add_argument("--examples", type=_int_at_least(1), default=200, help="contexts per claim")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="search seed")
+    p.add_argument("--examples", type=int_at_least(1), default=200, help="contexts per claim")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="search seed")
     p.add_argument("--no-replay", action="store_true", help="do not use .craft/hypothesis")
     p.set_defaults(run=cmd_check)
 

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from craft.argtypes import positive_int
 from craft.importers import (
     bilinear_reference,
     check_import,
@@ -36,16 +37,6 @@ EXIT_FAILED = 2
 TOLERANCE = 1e-4  # largest |logit difference| / largest |logit|
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``import`` on the ``craft`` subparsers; returns the new parser."""
     p = subparsers.add_parser(
@@ -55,8 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="state dict: .safetensors, or .pt/.pth/.bin (weights only)")
     p.add_argument("--format", required=True, choices=("tlens", "bilinear-toy"))
-    p.add_argument("--n-heads", type=_positive, help="heads per layer (bilinear-toy: required)")
-    p.add_argument("--n-ctx", type=_positive, help="positions (default: W_pos rows, or 512)")
+    p.add_argument("--n-heads", type=positive_int, help="heads per layer (bilinear-toy: required)")
+    p.add_argument("--n-ctx", type=positive_int, help="positions (default: W_pos rows, or 512)")
     p.add_argument(
         "--bidirectional", action="store_true", help="tlens: attention_dir was bidirectional"
     )

@@ -20,29 +20,10 @@ import json
 import time
 from typing import Any
 
+from craft.argtypes import positive_float, positive_int
 from specs.errors import CraftError
 
 EXIT_DISAGREE = 1
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -54,19 +35,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("program", help="FILE.py:NAME, module:NAME or lib:NAME (Tracr's library)")
     p.add_argument("--vocab", help="input tokens, comma-separated (a,b,c or 1,2,3)")
-    p.add_argument("--max-len", type=_positive, required=True, help="longest input, BOS excluded")
+    p.add_argument(
+        "--max-len", type=positive_int, required=True, help="longest input, BOS excluded"
+    )
     p.add_argument("-o", "--output", help="write the model here (.safetensors)")
     p.add_argument("--family", choices=("standard", "tensor"), default="standard")
     p.add_argument(
         "--mlp-exactness",
-        type=_positive_float,
+        type=positive_float,
         default=100.0,
         help="Tracr's numerical MLP sharpness (raise it when long inputs fail)",
     )
     p.add_argument("--compiler-bos", default="BOS", help="the BOS token (default BOS)")
     p.add_argument(
         "--samples",
-        type=_positive,
+        type=positive_int,
         default=2000,
         help="Hypothesis inputs when there are over 100,000 inputs",
     )

@@ -26,34 +26,12 @@ from typing import Any
 
 import torch
 
+from craft.argtypes import int_at_least, positive_float
 from craft.train.config import TrainConfig
 from craft.train.loop import run_dir_for, train
 from craft.train.plot import plot_records
 from specs.errors import CraftError
 from specs.load import load_spec
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,28 +45,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--family", choices=("standard", "tensor"), default="standard")
-    p.add_argument("--layers", type=_int_at_least(1), default=d.n_layers)
-    p.add_argument("--heads", type=_int_at_least(1), default=d.n_heads)
-    p.add_argument("--d-model", type=_int_at_least(1), default=d.d_model)
-    p.add_argument("--d-head", type=_int_at_least(1), help="default d_model / heads")
-    p.add_argument("--d-mlp", type=_int_at_least(0), default=d.d_mlp, help="0: attention-only")
+    p.add_argument("--layers", type=int_at_least(1), default=d.n_layers)
+    p.add_argument("--heads", type=int_at_least(1), default=d.n_heads)
+    p.add_argument("--d-model", type=int_at_least(1), default=d.d_model)
+    p.add_argument("--d-head", type=int_at_least(1), help="default d_model / heads")
+    p.add_argument("--d-mlp", type=int_at_least(0), default=d.d_mlp, help="0: attention-only")
     p.add_argument(
         "--positions",
         choices=("learned", "rotary"),
         help="default: rotary for the tensor family, learned for the standard one",
     )
-    p.add_argument("--steps", type=_int_at_least(1), default=d.steps)
-    p.add_argument("--batch", type=_int_at_least(1), default=d.batch, help="sequences a step")
-    p.add_argument("--length", type=_int_at_least(1), help="tokens a sequence (128 or max_len)")
-    p.add_argument("--lr", type=_positive_float, default=d.lr, help="peak learning rate")
-    p.add_argument("--warmup", type=_int_at_least(0), help="warm-up steps (5%% of steps)")
-    p.add_argument("--seed", type=_int_at_least(0), default=d.seed)
+    p.add_argument("--steps", type=int_at_least(1), default=d.steps)
+    p.add_argument("--batch", type=int_at_least(1), default=d.batch, help="sequences a step")
+    p.add_argument("--length", type=int_at_least(1), help="tokens a sequence (128 or max_len)")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate")
+    p.add_argument("--warmup", type=int_at_least(0), help="warm-up steps (5%% of steps)")
+    p.add_argument("--seed", type=int_at_least(0), default=d.seed)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    p.add_argument("--eval-every", type=_int_at_least(1), help="steps between log records")
-    p.add_argument("--eval-batch", type=_int_at_least(1), default=d.eval_batch)
+    p.add_argument("--eval-every", type=int_at_least(1), help="steps between log records")
+    p.add_argument("--eval-batch", type=int_at_least(1), default=d.eval_batch)
     p.add_argument(
         "--save-every",
-        type=_int_at_least(0),
+        type=int_at_least(0),
         default=0,
         help="checkpoint every N steps into OUT_run/ (0: none)",
     )
@@ -98,13 +76,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=d.qk_control,
         help="tensor family: bound the bilinear Q/K weight norms",
     )
-    p.add_argument("--qk-init", type=_positive_float, default=d.qk_init)
-    p.add_argument("--qk-max-norm", type=_positive_float, help="per-head clamp bound")
-    p.add_argument("--qk-penalty", type=_positive_float, default=d.qk_penalty)
+    p.add_argument("--qk-init", type=positive_float, default=d.qk_init)
+    p.add_argument("--qk-max-norm", type=positive_float, help="per-head clamp bound")
+    p.add_argument("--qk-penalty", type=positive_float, default=d.qk_penalty)
     p.add_argument("--log", help="JSONL log (default OUT.log.jsonl)")
     p.add_argument("--plot", help="loss-curve PNG (default OUT.loss.png; 'none' to skip)")
     p.add_argument(
-        "--threads", type=_int_at_least(1), help="torch CPU threads (1 is fastest for tiny models)"
+        "--threads", type=int_at_least(1), help="torch CPU threads (1 is fastest for tiny models)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
