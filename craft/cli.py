@@ -81,14 +81,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def cmd_compile(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     compiled = compile_spec(spec, args.family)
-    try:
-        save_model(compiled.model, args.output)
-    except OSError as e:
-        raise CraftError(
-            f"cannot write the model file ({e.strerror or e})",
-            where=args.output,
-            fix="write to a folder that exists (or can be created) and is writable",
-        ) from None
+    save_model(compiled.model, args.output)
     summary = {"output": args.output, **model_summary(compiled.model)}
     if args.json:
         _print_json(summary)

@@ -109,14 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if passed:
         source = {"source": Path(args.file).name, "format": args.format}
         model.meta = {"imported": source | {"sha256": _sha256(args.file), "check": obj["check"]}}
-        try:
-            save_model(model.float(), args.output)
-        except OSError as e:
-            raise CraftError(
-                f"cannot write the model file ({e.strerror or e})",
-                where=args.output,
-                fix="write to a folder that exists (or can be created) and is writable",
-            ) from None
+        save_model(model.float(), args.output)
     if args.json:
         print(json.dumps(obj, indent=2))
     else:

@@ -39,6 +39,7 @@ def atomic_write(path: str | Path, write) -> None:
 
 
 def save_model(model: Transformer, path: str | Path) -> None:
+    """Write ``model`` atomically; an unwritable path is a CraftError naming it."""
     header = {
         "format": FORMAT,
         "config": model.cfg.to_json(),
@@ -46,7 +47,16 @@ def save_model(model: Transformer, path: str | Path) -> None:
         "meta": model.meta,
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"craft": json.dumps(header)}))
+    try:
+        atomic_write(
+            path, lambda tmp: save_file(tensors, tmp, metadata={"craft": json.dumps(header)})
+        )
+    except OSError as e:
+        raise CraftError(
+            f"cannot write the model file ({e.strerror or e})",
+            where=str(path),
+            fix="write to a folder that exists (or can be created) and is writable",
+        ) from None
 
 
 def read_header(path: str | Path) -> dict:

@@ -120,14 +120,7 @@ def _meta(cfg: TrainConfig, spec: Spec, step: int, excess: dict, wall_s: float, 
 
 def _save(model: Transformer, path: Path, meta: dict) -> None:
     model.meta = meta
-    try:
-        save_model(model, path)
-    except OSError as e:
-        raise CraftError(
-            f"cannot write the model file ({e.strerror or e})",
-            where=str(path),
-            fix="write to a folder that exists (or can be created) and is writable",
-        ) from None
+    save_model(model, path)
 
 
 def train(
