@@ -41,6 +41,7 @@ from craft.train import cli as train_cli
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
+from verify import diff_cli
 from verify.behaviour import at_context, evaluate
 from verify.check import check_all
 from verify.claims import load_claims
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracr_cli.add_parser(sub).set_defaults(run=tracr_cli.run)  # these declare their own --json
     import_cli.add_parser(sub).set_defaults(run=import_cli.run)
     train_cli.add_parser(sub)
+    diff_cli.add_parser(sub)
     return parser
 
 
