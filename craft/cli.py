@@ -183,7 +183,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``craft check MODEL --spec SPEC [--claims FILE]``: property-test claims."""
     model = load_model(args.model)
     spec = load_spec(args.spec)
-    claims = load_claims(args.claims) if args.claims else default_claims(model, spec)
+    if args.claims:
+        claims = load_claims(args.claims)
+    else:  # the crafted model's own circuit, or another crafted model's (--like)
+        claims = default_claims(load_model(args.like) if args.like else model, spec)
     if not claims:
         raise CraftError(
             "no claims to check",
@@ -253,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
     p.add_argument("--spec", required=True, help="spec file giving the ground truth")
     p.add_argument("--claims", help="claims file (YAML); default: the model's own circuit")
+    p.add_argument(
+        "--like",
+        metavar="CRAFTED",
+        help="check the default claims of this crafted model (e.g. against a trained one)",
+    )
     p.add_argument("--examples", type=int_at_least(1), default=200, help="contexts per claim")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="search seed")
     p.add_argument("--no-replay", action="store_true", help="do not use .craft/hypothesis")
