@@ -1,9 +1,12 @@
 """Sampling sequences from a spec, exactly from the ground-truth distribution.
 
 The loop runs over positions, never over sequences: at each position the
-:class:`~specs.engine.Evaluator` gives every row's distribution (the same numbers
-:func:`specs.truth.truth` returns), and one uniform per row picks the token by
-inverse CDF.
+:class:`~specs.engine.Evaluator` gives every row's distribution, as the id of a
+precomputed CDF (the same numbers :func:`specs.truth.truth` returns), and one uniform
+per row picks the token by inverse CDF: exactly :func:`draw` on the dense row, without
+building it. The uniforms are the stream of one ``rng.random(batch)`` per position
+(``default_rng(seed)``), drawn at once as the integers ``k = u * 2**53``, so a seed gives
+the same samples as drawing position by position with :func:`draw`.
 
 Shape glossary: ``B`` batch, ``L`` length (tokens after BOS), ``V`` vocabulary size.
 """
@@ -46,6 +49,14 @@ def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     return (cdf <= uniforms[:, None]).sum(axis=1).astype(np.int64)
 
 
+def _uniform_ints(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """The integers ``k`` of ``rng.random(shape) == k / 2**53`` (the same stream: numpy's
+    float64 uniform is the top 53 bits of one raw 64-bit draw of PCG64, the bit generator
+    of ``default_rng``), int64, without the slow float -> int conversion."""
+    raw = rng.bit_generator.random_raw(shape[0] * shape[1]) >> np.uint64(11)
+    return raw.view(np.int64).reshape(shape)
+
+
 def sample(spec: Spec, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``batch`` sequences of ``length`` tokens.
 
@@ -67,10 +78,14 @@ def sample(spec: Spec, batch: int, length: int, seed: int) -> tuple[np.ndarray, 
     length = _check_int(length, "length", 0, spec.max_len, spec)
     seed = _check_int(seed, "seed", 0, None, spec)
     rng = np.random.default_rng(seed)
-    tokens = np.full((batch, 1 + length), len(spec.vocab), dtype=np.int64)
-    rule_ids = np.empty((batch, length), dtype=np.int64)
+    uniforms = _uniform_ints(rng, (length, batch))
     evaluator = Evaluator(spec, batch)
+    buckets = uniforms >> evaluator.bucket_shift
+    # position-major buffers: column t of the [B, T] views is a contiguous row
+    by_position = np.full((1 + length, batch), len(spec.vocab), dtype=np.int64)
+    rules_by_position = np.empty((length, batch), dtype=np.int64)
+    tokens = by_position.T
     for t in range(length):
-        probs, rule_ids[:, t] = evaluator.step(tokens)
-        tokens[:, t + 1] = draw(probs, rng.random(batch))
-    return tokens, rule_ids
+        dist, rules_by_position[t] = evaluator.step_ids(tokens)
+        by_position[t + 1] = evaluator.draw(dist, uniforms[t], buckets[t])
+    return np.ascontiguousarray(tokens), np.ascontiguousarray(rules_by_position.T)

@@ -127,3 +127,121 @@ def test_empty_batch_and_zero_length() -> None:
     assert tokens.shape == (0, 6) and rule_ids.shape == (0, 5)
     tokens, rule_ids = sample(TOY, 3, 0, seed=0)
     assert tokens.shape == (3, 1) and rule_ids.shape == (3, 0)
+
+
+MIXED = specs.parse_spec(
+    """
+format: craft-spec/1
+name: mixed
+vocab: {A: [a, b], C: [c, d], E: [e, f, g]}
+max_len: 40
+start: {"*": 1}
+rules:
+  - name: tri
+    trigram: {after: [a, C], next: {e: 1/2, f: 1/2}}
+  - name: near
+    skip_bigram: {anchor: [a, b], cue: c, window: [1, 2], next: {g: 1}}
+  - name: far
+    skip_bigram: {anchor: e, cue: [c, d], window: [3, 6], next: {a: 1/3, b: 2/3}}
+  - name: copy
+    induction: {on: [c, e, f]}
+  - name: copy-late
+    induction: {on: [d, g]}
+  - name: rest
+    bigram: {a: {C: 1}, "*": {"*": 1}}
+""",
+    "mixed.yaml",
+)
+SPECS = {**{name: specs.load_library(name) for name in specs.LIBRARY}, "mixed": MIXED}
+
+
+def _reference_sample(spec: specs.Spec, batch: int, length: int, seed: int) -> tuple:
+    """One row at a time from the exact oracle, one ``rng.random(batch)`` per position,
+    each row drawn with :func:`draw` on its dense distribution."""
+    rng = np.random.default_rng(seed)
+    tokens = np.full((batch, 1 + length), len(spec.vocab), dtype=np.int64)
+    rule_ids = np.empty((batch, length), dtype=np.int64)
+    for t in range(length):
+        uniforms = rng.random(batch)
+        for b in range(batch):
+            probs, rule_ids[b, t] = specs.next_dist(spec, [int(x) for x in tokens[b, 1 : t + 1]])
+            tokens[b, t + 1] = draw(probs[None], uniforms[b : b + 1])[0]
+    return tokens, rule_ids
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_sample_equals_row_by_row_reference(name: str) -> None:
+    """Same seed, same tokens and rule ids as drawing row by row from the oracle."""
+    spec = SPECS[name]
+    length = min(spec.max_len, 40)
+    got = sample(spec, 6, length, seed=9)
+    want = _reference_sample(spec, 6, length, seed=9)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_mixed_windows_truth_agrees_with_exact() -> None:
+    tokens, _ = sample(MIXED, 24, 40, seed=1)
+    rng = np.random.default_rng(0)
+    random_rows = np.concatenate(
+        [np.full((8, 1), len(MIXED.vocab)), rng.integers(0, 7, (8, 40))], axis=1
+    )
+    for arr in (tokens, random_rows):
+        probs, rule_ids = truth(MIXED, arr)
+        for b in range(len(arr)):
+            for t in range(arr.shape[1]):
+                want, rule = specs.next_dist(MIXED, [int(x) for x in arr[b, 1 : t + 1]])
+                assert rule_ids[b, t] == rule and np.array_equal(probs[b, t], want)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_draw_paths_agree(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guide-table stepping, its bisecting fallback and the sparse dense_rows fallback
+    all give what :func:`draw` gives on the dense rows."""
+    from specs import engine
+
+    spec = SPECS[name]
+    rng = np.random.default_rng(4)
+    fast = engine.Tables(spec).dists
+    monkeypatch.setattr(engine, "_GUIDE_BITS", 1)
+    monkeypatch.setattr(engine, "_LINEAR_STEPS", 0)
+    monkeypatch.setattr(engine, "_DENSE_LIMIT", 0)
+    slow = engine.Tables(spec).dists
+    assert slow.dense is None and slow.max_steps > 0 and fast.dense is not None
+    n = len(fast.lens)
+    dist = rng.integers(0, n, 4000)
+    k = rng.integers(0, 2**53, 4000)
+    k[:4] = [0, 2**53 - 1, 2**52, 2**52 - 1]
+    dense = fast.dense_rows(dist)
+    assert np.array_equal(slow.dense_rows(dist), dense)
+    want = draw(dense, k / 2.0**53)
+    assert np.array_equal(fast.draw(dist, k), want)
+    assert np.array_equal(slow.draw(dist, k), want)
+
+
+def test_toy_sampler_frequencies_match_truth_per_rule() -> None:
+    """Per rule of the toy language, next-token counts of a large sample vs the summed
+    exact probabilities (5 sigma, sums of Bernoullis)."""
+    tokens, rule_ids = sample(TOY, 2048, 128, seed=21)
+    probs, truth_ids = truth(TOY, tokens)
+    assert np.array_equal(truth_ids[:, :-1], rule_ids)
+    probs, following = probs[:, :-1], tokens[:, 1:]
+    for rule_id in np.unique(rule_ids):
+        fired = rule_ids == rule_id
+        p = probs[fired]
+        observed = np.bincount(following[fired], minlength=len(TOY.vocab))
+        expected, var = p.sum(0), (p * (1 - p)).sum(0)
+        assert observed[expected == 0].sum() == 0
+        z = np.abs(observed - expected) / np.sqrt(np.maximum(var, 1e-12))
+        assert (z < 5).all(), (TOY.rule_names()[rule_id], z.max())
+
+
+def test_uncovered_context_raises() -> None:
+    """A spec built in code without a fallback: the evaluator names the context."""
+    import dataclasses
+
+    partial = dataclasses.replace(TOY, rules=TOY.rules[:-1])  # drop the "*"-like fallback
+    bos, sees = len(TOY.vocab), TOY.vocab.index("sees")
+    with pytest.raises(CraftError, match=r"no rule covers the context \['<bos>', 'sees'\]"):
+        truth(partial, np.array([[bos, sees]]))
+    with pytest.raises(CraftError, match="no rule covers the context"):
+        sample(partial, 64, 16, seed=0)
