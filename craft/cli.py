@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from craft import import_cli
-from craft.argtypes import int_at_least
+from craft.argtypes import int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.models import load_model, save_model
 from craft.report import (
@@ -45,7 +45,7 @@ from verify import diff_cli
 from verify.behaviour import at_context, evaluate
 from verify.check import check_all
 from verify.claims import load_claims
-from verify.defaults import default_claims
+from verify.defaults import default_claims, for_trained
 
 EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
 
@@ -187,6 +187,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         claims = load_claims(args.claims)
     else:  # the crafted model's own circuit, or another crafted model's (--like)
         claims = default_claims(load_model(args.like) if args.like else model, spec)
+        if args.tolerance is not None or args.fraction is not None:
+            claims = for_trained(claims, args.tolerance or 0.0, args.fraction)
     if not claims:
         raise CraftError(
             "no claims to check",
@@ -260,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--like",
         metavar="CRAFTED",
         help="check the default claims of this crafted model (e.g. against a trained one)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=positive_float,
+        help="default claims: a rule holds when its excess loss is at most this (nats)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=positive_float,
+        help="default claims: statistical, holding on at least this fraction (0 < p <= 1)",
     )
     p.add_argument("--examples", type=int_at_least(1), default=200, help="contexts per claim")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="search seed")

@@ -196,3 +196,18 @@ claims:
     carries, prev = (check_claim(model, spec, c, examples=120) for c in claims)
     assert carries.passed and carries.examples > 20
     assert not prev.passed and prev.counterexample
+
+
+def test_crafted_claims_loosened_for_a_trained_model():
+    """--tolerance/--fraction turn the crafted bounds into statistical claims: a model off
+    by a little passes them, while the exact crafted claim fails it."""
+    from verify.defaults import for_trained
+
+    model, spec = crafted(), spec_of("toy_language")
+    with torch.no_grad():  # nudge one bigram row: a small, real error
+        model.unembed.W_U[model.layout.index(Direction("tok", "alice"))] *= 0.9
+    exact = holds("noun-bigrams", 1e-6)
+    assert not check_claim(model, spec, exact, examples=200).passed
+    (loose,) = for_trained((exact,), tolerance=0.05, fraction=0.9)
+    r = check_claim(model, spec, loose, examples=400)
+    assert r.passed and loose.fraction == 0.9 and loose.body.max_kl == 0.05
