@@ -310,11 +310,20 @@ def _region(model: Transformer, spec: Spec):
 
 
 def _in_distribution(spec: Spec, rule: str | None, n: int, seed_: int) -> list[list[int]]:
-    """Up to ``n`` sampled contexts (prefixes of sampled sequences) where ``rule`` fires."""
-    tokens, rule_ids = sample(spec, max(1, n // 4), spec.max_len, seed_)
+    """Up to ``n`` sampled contexts (prefixes of sampled sequences) where ``rule`` fires.
+
+    Samples batches of 64 sequences until ``n`` are found (at most 64 batches), so rare
+    rules get as many contexts as common ones.
+    """
     want = None if rule is None else spec.rule_names().index(rule)
-    hits = np.argwhere(rule_ids == want) if want is not None else np.argwhere(rule_ids >= 0)
-    return [[int(x) for x in tokens[b, 1 : t + 1]] for b, t in hits[:n]]
+    out: list[list[int]] = []
+    for k in range(64):
+        tokens, rule_ids = sample(spec, 64, spec.max_len, seed_ * 1000 + k)
+        hits = np.argwhere(rule_ids == want) if want is not None else np.argwhere(rule_ids >= 0)
+        out += [[int(x) for x in tokens[b, 1 : t + 1]] for b, t in hits[: n - len(out)]]
+        if len(out) >= n:
+            break
+    return out
 
 
 def _breaks(model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warnings) -> Result:
