@@ -159,10 +159,9 @@ def _window_pairs(spec: Spec, body: WindowOnly):
 
 
 def _window_values(model, spec):
-    def values(batch):
-        a = batched.model_logprobs(model, spec, [x for x, _ in batch])
-        b = batched.model_logprobs(model, spec, [y for _, y in batch])
-        return batched.kl_between(a, b)
+    def values(batch):  # both sides of every pair in one forward pass
+        both = batched.model_logprobs(model, spec, [x for x, _ in batch] + [y for _, y in batch])
+        return batched.kl_between(both[: len(batch)], both[len(batch) :])
 
     return values
 
