@@ -59,12 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-seqs", type=int, default=2048, help="held-out sequences")
     parser.add_argument("-o", "--output", help="also write the trained model here")
     parser.add_argument("--log", help="JSONL training log")
+    parser.add_argument(
+        "--save-every", type=int, default=0, help="checkpoint every N steps (needs -o)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = specs.load_spec(args.spec)
-    cfg = TrainConfig(family=args.family, steps=args.steps, device=args.device, seed=args.seed)
+    cfg = TrainConfig(
+        family=args.family,
+        steps=args.steps,
+        device=args.device,
+        seed=args.seed,
+        save_every=args.save_every,
+    )
 
     def show(rec: dict) -> None:
         if not args.json:

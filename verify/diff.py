@@ -13,21 +13,28 @@ what) with a trained one on the same sampled tokens:
 3. the match set of each component (many-to-one);
 4. the causal check: zero-ablate (and mean-ablate: replace each head's output by its
    mean over the batch at the same position) the matched trained heads all at once, and
-   the crafted head, and report the per-rule change of excess loss;
+   the crafted head, and report the per-rule change of excess loss; then patch them
+   between clean and same-category-corrupted contexts, both directions, on the
+   component's rules (:mod:`verify.patching`: the share of the rule's output the
+   heads carry). Behaviour and agreement run in float64, ablations and patching
+   (effects of 0.01 nats and more) in float32, twice as fast;
 5. a verdict per component: ``found`` (matched, and ablating the match hurts every rule
    that ablating the crafted head hurts), ``partly`` (matched, but the trained model does
    not rely on it for all of those rules), ``missing`` (no match).
 
 A rule is *hurt* by the crafted ablation when its excess loss rises by at least
-``HURT`` nats; the trained model *relies* on the match for it when its zero ablation
-raises that rule's excess loss by at least ``max(HURT, RELY * crafted rise)``.
+``HURT`` nats. The trained model *relies* on the match for it when zero-ablating the
+match raises that rule's excess loss by at least ``RELY`` nats (an absolute bar: a
+crafted model's rises are set by its margins, tens of nats, and say nothing about what
+a trained model should lose), or when patching shows the match carries at least
+``CARRY`` of the rule's output (a share, so it is free of scale).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -39,9 +46,10 @@ from specs.sample import sample
 from specs.truth import truth
 from verify.batched import kl, kl_between
 from verify.behaviour import Evaluation, evaluate
-from verify.circuits import direct_path
+from verify.circuits import Composition, composition, direct_path
 from verify.factored import ZERO_TOL, norm, similarity
 from verify.matching import (
+    Component,
     Head,
     Match,
     RoleScores,
@@ -50,12 +58,15 @@ from verify.matching import (
     raw_patterns,
     role_scores,
 )
+from verify.patching import RulePatch, pairs, patch
 from verify.report import Panel, panels
 
 HURT = 0.01  # nats: a rule is hurt by an ablation that raises its excess loss this much
-RELY = 0.25  # fraction of the crafted rise the trained model's rise must reach
+RELY = 0.1  # nats: the trained model relies on its match for a rule when zero-ablating...
+CARRY = 0.5  # ...the match costs it this much, or patching shows the match carries this share
 BATCH = 100  # sequences per forward pass
 PATTERN_SEQS = 32  # sampled sequences whose attention patterns are compared
+PATCH_RULES = 4  # rules patched for a component that names none (the most hurt ones)
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class Ablation:
 
 @dataclass(frozen=True)
 class ComponentDiff:
-    """One crafted component: its match, both ablations and the verdict."""
+    """One crafted component: its match, both ablations, patching and the verdict."""
 
     match: Match
     crafted: Ablation
@@ -80,15 +91,40 @@ class ComponentDiff:
     hurt: tuple[str, ...]  # rules the crafted ablation hurts
     relied: tuple[str, ...]  # of those, rules the trained ablation hurts too
     verdict: str
+    # rule -> (crafted head patched, trained match set patched or None when missing)
+    patching: dict[str, tuple[RulePatch, RulePatch | None]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
             "match": self.match.to_json(),
             "crafted_ablation": self.crafted.to_json(),
             "trained_ablation": None if self.trained is None else self.trained.to_json(),
+            "patching": {
+                rule: {"crafted": a.to_json(), "trained": None if b is None else b.to_json()}
+                for rule, (a, b) in self.patching.items()
+            },
             "hurt": list(self.hurt),
             "relied": list(self.relied),
             "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class CompositionRow:
+    """How an earlier component feeds a later one: crafted heads, and the strongest pair
+    of their matched trained heads (per score: Q, K and V composition separately)."""
+
+    src: str
+    dst: str
+    crafted: Composition
+    trained: Composition | None  # None: either component is missing
+
+    def to_json(self) -> dict:
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "crafted": asdict(self.crafted),
+            "trained": None if self.trained is None else asdict(self.trained),
         }
 
 
@@ -107,6 +143,8 @@ class Diff:
     roles: RoleScores  # trained model's heads
     components: tuple[ComponentDiff, ...]
     not_compared: tuple[str, ...]  # crafted components v1 does not diff (MLP sublayers)
+    composition: tuple[CompositionRow, ...] = ()  # crafted component pairs across layers
+    trained_composition: dict[tuple[Head, Head], Composition] = field(default_factory=dict)
     panels: tuple[Panel, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict:
@@ -124,12 +162,17 @@ class Diff:
             "trained_roles": self.roles.to_json(),
             "components": [c.to_json() for c in self.components],
             "not_compared": list(self.not_compared),
+            "composition": [r.to_json() for r in self.composition],
+            "trained_composition": [
+                {"src": list(a), "dst": list(b), **asdict(c)}
+                for (a, b), c in self.trained_composition.items()
+            ],
             "summary": {c.match.component.name: c.verdict for c in self.components},
         }
 
 
-def _runner(model: Transformer) -> Transformer:
-    return copy.deepcopy(model).to(torch.float64).eval()
+def _runner(model: Transformer, dtype: torch.dtype = torch.float64) -> Transformer:
+    return copy.deepcopy(model).to(dtype).eval()
 
 
 def _chunks(tokens: np.ndarray) -> Iterator[np.ndarray]:
@@ -140,7 +183,7 @@ def _chunks(tokens: np.ndarray) -> Iterator[np.ndarray]:
 def _log_probs(runner: Transformer, chunk: np.ndarray, patch: dict[str, Callable]) -> np.ndarray:
     with torch.no_grad(), hooks(runner, patch):
         logits = runner(torch.from_numpy(chunk))  # [b, T, O]
-    return torch.log_softmax(logits, -1).numpy()
+    return torch.log_softmax(logits.double(), -1).numpy()
 
 
 def _per_rule(spec: Spec, values: np.ndarray, rule_ids: np.ndarray) -> dict[str, float]:
@@ -209,6 +252,32 @@ def ablation(
     )
 
 
+def _patching(
+    rc: Transformer,
+    rt: Transformer,
+    spec: Spec,
+    comp: Component,
+    m: Match,
+    abl: Ablation,
+    cache: dict[str, tuple[list, list]],
+    seed: int,
+) -> dict[str, tuple[RulePatch, RulePatch | None]]:
+    """Patch the crafted head and the trained match set on the component's rules (those
+    it names, else the ``PATCH_RULES`` its ablation hurts most), same clean/corrupt pairs."""
+    hurt = [r for r, d in abl.zero.items() if r != "overall" and d >= HURT]
+    rules = list(comp.rules) or sorted(hurt, key=lambda r: -abl.zero[r])[:PATCH_RULES]
+    out = {}
+    for rule in rules:
+        if rule not in cache:
+            cache[rule] = pairs(spec, rule, seed=seed)
+        clean, bad = cache[rule]
+        if not clean:
+            continue
+        mine = patch(rc, spec, [(comp.layer, comp.head)], clean, bad)
+        out[rule] = (mine, patch(rt, spec, list(m.heads), clean, bad) if m.found else None)
+    return out
+
+
 def _agreement(a: Transformer, b: Transformer, spec: Spec, tokens: np.ndarray) -> dict[str, float]:
     values, ids = [], []
     for chunk in _chunks(tokens):
@@ -217,12 +286,52 @@ def _agreement(a: Transformer, b: Transformer, spec: Spec, tokens: np.ndarray) -
     return _per_rule(spec, np.concatenate(values), np.concatenate(ids))
 
 
-def _verdict(m: Match, crafted: Ablation, trained: Ablation | None) -> tuple[tuple, tuple, str]:
+def _verdict(
+    crafted: Ablation,
+    trained: Ablation | None,
+    patched: dict[str, tuple[RulePatch, RulePatch | None]],
+) -> tuple[tuple, tuple, str]:
     hurt = tuple(r for r, d in crafted.zero.items() if r != "overall" and d >= HURT)
     if trained is None:
         return hurt, (), "missing"
-    relied = tuple(r for r in hurt if trained.zero[r] >= max(HURT, RELY * crafted.zero[r]))
+
+    def relies(rule: str) -> bool:
+        theirs = patched.get(rule, (None, None))[1]
+        carried = theirs.carried if theirs is not None else None
+        return trained.zero[rule] >= RELY or (carried is not None and carried >= CARRY)
+
+    relied = tuple(r for r in hurt if relies(r))
     return hurt, relied, "found" if len(relied) == len(hurt) else "partly"
+
+
+def all_compositions(model: Transformer) -> dict[tuple[Head, Head], Composition]:
+    """Q, K and V composition of every head into every head of a later layer."""
+    heads = [(la, h) for la in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+    return {(a, b): composition(model, a, b) for a in heads for b in heads if a[0] < b[0]}
+
+
+def _strongest(scores: list[Composition]) -> Composition | None:
+    if not scores:
+        return None
+    return Composition(*(max(getattr(c, k) for c in scores) for k in ("q", "k", "v")))
+
+
+def _compositions(
+    rc: Transformer, results: list[ComponentDiff], trained: dict[tuple[Head, Head], Composition]
+) -> tuple[CompositionRow, ...]:
+    rows = []
+    for a in results:
+        for b in results:
+            ca, cb = a.match.component, b.match.component
+            if ca.layer >= cb.layer:
+                continue
+            pairs_ = [trained[(x, y)] for x in a.match.heads for y in b.match.heads if x[0] < y[0]]
+            mine = composition(rc, (ca.layer, ca.head), (cb.layer, cb.head))
+            found = a.match.found and b.match.found
+            rows.append(
+                CompositionRow(ca.name, cb.name, mine, _strongest(pairs_) if found else None)
+            )
+    return tuple(rows)
 
 
 def _direct(crafted: Transformer, trained: Transformer) -> float | None:
@@ -268,18 +377,23 @@ def diff(
     length = min(spec.max_len, crafted.cfg.n_ctx - 1, trained.cfg.n_ctx - 1)
     tokens, _ = sample(spec, n_seqs, length, seed)
     rc, rt = _runner(crafted), _runner(trained)
+    fc, ft = _runner(crafted, torch.float32), _runner(trained, torch.float32)  # causal runs
     comps = components(crafted)
     roles, own_roles = role_scores(rt, spec, comps, seed), role_scores(rc, spec, comps, seed)
-    base_c, base_t = _excess(rc, spec, tokens, {}), _excess(rt, spec, tokens, {})
+    base_c, base_t = _excess(fc, spec, tokens, {}), _excess(ft, spec, tokens, {})
     results = []
     probe = tokens[:PATTERN_SEQS]
     pats = (raw_patterns(rc, probe), raw_patterns(rt, probe))
+    cache: dict[str, tuple[list, list]] = {}
     for comp in comps:
         m = match(rc, rt, spec, comp, roles, own_roles, pats)
-        abl_c = ablation(rc, spec, tokens, ((comp.layer, comp.head),), base_c)
-        abl_t = ablation(rt, spec, tokens, m.heads, base_t) if m.found else None
-        results.append(ComponentDiff(m, abl_c, abl_t, *_verdict(m, abl_c, abl_t)))
+        abl_c = ablation(fc, spec, tokens, ((comp.layer, comp.head),), base_c)
+        abl_t = ablation(ft, spec, tokens, m.heads, base_t) if m.found else None
+        patched = _patching(fc, ft, spec, comp, m, abl_c, cache, seed)
+        hurt, relied, verdict = _verdict(abl_c, abl_t, patched)
+        results.append(ComponentDiff(m, abl_c, abl_t, hurt, relied, verdict, patched))
     others = tuple(c["name"] for c in crafted.meta.get("components", []) if "head" not in c)
+    trained_comp = all_compositions(rt)
     return Diff(
         spec=spec.name,
         n_seqs=n_seqs,
@@ -292,5 +406,7 @@ def diff(
         roles=roles,
         components=tuple(results),
         not_compared=others,
+        composition=_compositions(rc, results, trained_comp),
+        trained_composition=trained_comp,
         panels=tuple(panels(rc, rt, spec, [r.match for r in results])),
     )

@@ -1,6 +1,7 @@
 """``craft diff CRAFTED TRAINED --spec SPEC -o report/``: did training find my circuit?
 
-Prints a summary (per crafted component: match, similarity, ablation effect, verdict;
+Prints a summary (per crafted component: match, similarity, ablation effect, share of
+its rules' output it carries under patching, verdict;
 per rule: both models' excess loss and accuracy and their agreement) and writes the
 report (``report.md`` and ``figures/*.png``, see :mod:`verify.report`). ``--json``
 prints :meth:`verify.diff.Diff.to_json` instead of the summary (the report is still
@@ -19,7 +20,7 @@ from craft.models import load_model
 from specs.errors import CraftError
 from specs.load import load_spec
 from verify.diff import Diff, diff
-from verify.report import effect, write_report
+from verify.report import carried, effect, write_report
 
 
 def _positive(text: str) -> int:
@@ -60,12 +61,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def summary(d: Diff) -> str:
     """Plain-text summary tables (components, then behaviour per rule)."""
-    rows = [("component", "match", "similarity", "zero-ablation crafted -> trained", "verdict")]
+    rows = [
+        (
+            "component",
+            "match",
+            "similarity",
+            "zero-ablation crafted -> trained",
+            "patching carried",
+            "verdict",
+        )
+    ]
     for c in d.components:
         heads = ", ".join(f"L{la}H{h}" for la, h in c.match.heads) or "-"
-        rows.append(
-            (c.match.component.name, heads, f"{c.match.similarity:.3f}", effect(c), c.verdict)
-        )
+        sim = f"{c.match.similarity:.3f}"
+        rows.append((c.match.component.name, heads, sim, effect(c), carried(c), c.verdict))
     lines = _table(rows)
     direct = "n/a (crafted is constant)" if d.direct is None else f"{d.direct:.3f}"
     lines += ["", f"direct path similarity: {direct}", ""]

@@ -1,4 +1,4 @@
-"""Attention-based head scores: previous-token and prefix-matching (induction).
+"""Attention-based head scores: previous-token, prefix-matching (induction), skip-bigram.
 
 Shape glossary: B sequences, T positions, L layers, H heads.
 
@@ -22,6 +22,8 @@ import torch
 from craft.models.hooks import hooks
 from craft.models.transformer import Transformer
 from specs.errors import CraftError
+from specs.model import Spec
+from specs.targeted import contexts_for_rule
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,34 @@ def prefix_matching_scores(
         raise CraftError("no query token lies in the on-set", fix="pass token ids the model has")
     w = keep[None, :, None, :].astype(np.float64)
     return (scores * w).sum(axis=(1, 3)) / w.sum(axis=(1, 3))
+
+
+def skip_bigram_scores(
+    model: Transformer, spec: Spec, rules: list[str], *, n: int = 48, seed: int = 0
+) -> np.ndarray:
+    """Skip-bigram score ``[L, H]``: attention from a cue to the anchors in its window.
+
+    On ``n`` contexts built to make each rule fire (:func:`specs.targeted.contexts_for_rule`:
+    the last token is a cue, an anchor lies ``lo..hi`` tokens back), the normalised
+    attention mass at the last position on every anchor inside the window; averaged over
+    contexts, then over ``rules``. 1 means all of the head's attention goes to the anchors.
+    """
+    by_name = {r.name: r for r in spec.rules}
+    out = []
+    for name in rules:
+        rule = by_name[name]
+        rng = np.random.default_rng(seed)
+        ctxs = contexts_for_rule(spec, spec.rule_names().index(name), rng, n)
+        width = 1 + max(len(c) for c in ctxs)
+        tokens = np.full((len(ctxs), width), len(spec.vocab), dtype=np.int64)
+        mask = np.zeros((len(ctxs), width), dtype=bool)  # keys that are anchors in the window
+        last = np.array([len(c) for c in ctxs])
+        lo, hi = rule.window
+        for i, c in enumerate(ctxs):
+            tokens[i, 1 : 1 + len(c)] = c
+            for s in range(max(1, len(c) - hi), len(c) - lo + 1):
+                mask[i, s] = c[s - 1] in rule.anchor
+        pat = patterns(model, tokens)  # [L, B, H, T, T]
+        rows = pat[:, np.arange(len(ctxs)), :, last, :]  # [B, L, H, T]
+        out.append((rows * mask[:, None, None, :]).sum(-1).mean(0))
+    return np.mean(out, axis=0)

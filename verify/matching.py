@@ -12,18 +12,25 @@ For each crafted attention component (``meta["components"]`` records with a head
    reads a previous-token subspace, not the embeddings). A head whose circuits are all
    zero (the tensor family builds its patterns from products of token and position
    terms) is judged by its role score alone ("role" basis).
-   Roles: previous-token for ``PrevToken``, prefix matching on the rule's tokens for
-   ``InductionHead``; any other kind's role is the cosine of its raw attention patterns
-   with the trained head's on the same sampled tokens.
+   Roles (attention behaviour, :mod:`verify.head_scores`): previous-token for
+   ``PrevToken``; for ``InductionHead`` the smaller of prefix matching on the rule's
+   tokens and the copying score (an induction head must do both), skip-bigram
+   (attention from a cue to the anchors in its window) for ``Detector``; any other
+   kind's role is the cosine of its raw attention patterns with the trained head's on
+   the same sampled tokens.
 2. **Per-head similarity.** For every trained head: the cosine of each relevant circuit
    with the crafted one (:func:`verify.factored.similarity`, row-centred for OV and for
    softmax QK), averaged over the relevant circuits.
-3. **Match set, many-to-one.** Candidates are heads whose similarity is positive and at
-   least ``HALF`` of the best head's, or whose role score is at least ``HALF`` of the best
-   (and ``MIN_SCORE``). Taking candidates best first, a head joins the set only if the
-   set's *summed* circuit (trained heads add their writes, so circuits add) is more
-   similar to the crafted circuit than without it (by ``GAIN``). The set's similarity
-   is that of the summed circuit; below ``MIN_SCORE`` the component is missing.
+3. **Match set, many-to-one.** Two kinds of evidence put a head in the set. *Role*:
+   every head whose role score is at least ``MIN_SCORE`` and at least ``HALF`` of the
+   best head's joins (a trained copying head is a poor cosine match for a crafted
+   copier whose OV is exactly diagonal, yet plainly does the job). *Weights*: then,
+   best first, each head whose similarity is positive and at least ``HALF`` of the
+   best joins only if the set's *summed* circuit (heads add their writes, so circuits
+   add) is more similar to the crafted circuit than without it (by ``GAIN``). The
+   set's similarity is that of the summed circuit. A component with no role-qualified
+   head and a set similarity below ``MIN_SCORE`` is missing. Whether the trained model
+   *relies* on the set is the causal check's question (:mod:`verify.diff`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,11 @@ from craft.models.transformer import Transformer
 from specs.model import Induction, SkipBigram, Spec, Trigram
 from verify.circuits import copying_score, ov, qk_positions, qk_tokens
 from verify.factored import ZERO_TOL, Factored, Matrix, norm, similarity
-from verify.head_scores import prefix_matching_scores, previous_token_scores
+from verify.head_scores import (
+    prefix_matching_scores,
+    previous_token_scores,
+    skip_bigram_scores,
+)
 
 RELEVANT = 0.01  # a circuit counts when its relative norm is >= 1% of the head's largest
 HALF = 0.5  # candidates: at least half of the best similarity or role score
@@ -46,7 +57,11 @@ MIN_SCORE = 0.3  # a match set needs at least this similarity (role basis: role 
 GAIN = 1e-3  # a head joins a set only if it raises the set's similarity by more than this
 CIRCUITS = ("qk_tokens", "qk_positions", "ov")
 # named roles; other kinds are judged by the similarity of their attention patterns
-ROLE_OF_KIND = {"PrevToken": "previous_token", "InductionHead": "prefix_matching"}
+ROLE_OF_KIND = {
+    "PrevToken": "previous_token",
+    "InductionHead": "induction",
+    "Detector": "skip_bigram",
+}
 
 Head = tuple[int, int]
 
@@ -102,13 +117,15 @@ class RoleScores:
 
     previous_token: np.ndarray
     copying: np.ndarray
-    prefix_matching: dict[str, np.ndarray]
+    prefix_matching: dict[str, np.ndarray]  # induction rule -> [L, H]
+    skip_bigram: dict[str, np.ndarray] = field(default_factory=dict)  # detector -> [L, H]
 
     def to_json(self) -> dict:
         return {
             "previous_token": self.previous_token.tolist(),
             "copying": self.copying.tolist(),
             "prefix_matching": {k: v.tolist() for k, v in self.prefix_matching.items()},
+            "skip_bigram": {k: v.tolist() for k, v in self.skip_bigram.items()},
         }
 
 
@@ -139,7 +156,8 @@ def rule_tokens(spec: Spec, rules: tuple[str, ...]) -> tuple[int, ...]:
 def role_scores(
     model: Transformer, spec: Spec, comps: list[Component], seed: int = 0
 ) -> RoleScores:
-    """Previous-token, copying, and prefix-matching (per induction rule) scores of every head."""
+    """Previous-token, copying, prefix-matching (per induction rule) and skip-bigram (per
+    detector component, over its rules) scores of every head."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     copying = [[copying_score(model, la, h) for h in range(n_heads)] for la in range(n_layers)]
     prefix = {}
@@ -147,16 +165,25 @@ def role_scores(
         for rule, on in ((r, list(rule_tokens(spec, (r,)))) for r in c.rules):
             if len(on) >= 2:
                 prefix[rule] = prefix_matching_scores(model, on=on, tokens=on, seed=seed)
+    skip = {
+        c.name: skip_bigram_scores(model, spec, list(c.rules), seed=seed)
+        for c in comps
+        if c.kind == "Detector" and c.rules
+    }
     copies = np.array(copying).reshape(n_layers, n_heads)
-    return RoleScores(previous_token_scores(model, seed=seed), copies, prefix)
+    return RoleScores(previous_token_scores(model, seed=seed), copies, prefix, skip)
 
 
 def role_of(component: Component, roles: RoleScores) -> np.ndarray | None:
     """The ``[L, H]`` role score that judges ``component``, or None."""
     if component.kind == "PrevToken":
         return roles.previous_token
+    if component.kind == "Detector":
+        return roles.skip_bigram.get(component.name)
     hits = [roles.prefix_matching[r] for r in component.rules if r in roles.prefix_matching]
-    return hits[0] if hits and component.kind == "InductionHead" else None
+    if not hits or component.kind != "InductionHead":
+        return None
+    return np.minimum(hits[0], np.maximum(roles.copying, 0.0))  # matches prefixes AND copies
 
 
 @torch.no_grad()
@@ -274,24 +301,21 @@ def match(
 def _match_set(
     scores: list[HeadScore], basis: tuple[str, ...], set_similarity
 ) -> tuple[list[Head], float]:
+    """Role-qualified heads, then circuit-qualified heads that raise the set's similarity."""
     best_sim = max((s.similarity for s in scores), default=0.0)
     best_role = max((s.role for s in scores), default=0.0)
-
-    def candidate(s: HeadScore) -> bool:
-        by_sim = s.similarity > 0 and s.similarity >= HALF * best_sim
-        by_role = s.role >= max(MIN_SCORE, HALF * best_role)
-        return by_sim or by_role
-
-    cands = [s for s in scores if candidate(s)]
+    by_role = [s.head for s in scores if s.role >= max(MIN_SCORE, HALF * best_role)]
     if not basis:  # role basis: every head playing the role well enough
-        return [s.head for s in cands if s.role >= MIN_SCORE], best_role
-    chosen: list[Head] = []
-    current = -np.inf
-    for s in cands:
+        return by_role, best_role
+    chosen = list(by_role)
+    current = set_similarity(chosen) if chosen else -np.inf
+    for s in scores:
+        if s.head in chosen or s.similarity <= 0 or s.similarity < HALF * best_sim:
+            continue
         value = set_similarity([*chosen, s.head])
-        if not chosen or value > current + GAIN:
+        if value > current + GAIN:
             chosen.append(s.head)
             current = value
-    if not chosen or current < MIN_SCORE:
+    if not by_role and current < MIN_SCORE:
         return [], max(current, 0.0) if chosen else 0.0
     return chosen, float(current)

@@ -165,20 +165,21 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
         f"# craft diff: spec {d.spec}",
         "",
         f"{d.n_seqs} sampled sequences of {d.length} tokens (seed {d.seed}); both models run "
-        "in float64. Excess loss = KL(true || model) in nats.",
+        "in float64 (ablations and patching in float32). Excess loss = KL(true || model) in nats.",
         "",
         "## Summary",
         "",
         "| component | kind | crafted head | match | similarity | zero-ablation, rules the crafted "
-        "head serves: crafted -> trained | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "head serves: crafted -> trained | patching, share carried: crafted -> trained "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in d.components:
         m = c.match
         lines.append(
             f"| {m.component.name} | {m.component.kind} | L{m.component.layer}"
             f"H{m.component.head} | {_heads(m.heads)} | {_f(m.similarity)} | "
-            f"{effect(c)} | **{c.verdict}** |"
+            f"{effect(c)} | {carried(c)} | **{c.verdict}** |"
         )
     if d.not_compared:
         lines += ["", f"Not compared (MLP components): {', '.join(d.not_compared)}."]
@@ -209,6 +210,7 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
         "",
     ]
     lines += _roles(d)
+    lines += _composition(d)
     for c in d.components:
         lines += _component_section(c, figures)
     lines += [
@@ -216,11 +218,14 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
         "## How to read this",
         "",
         "Similarities are cosines of gauge-invariant circuits (1: equal up to scale). A head "
-        "joins a component's match set when it scores at least half the best head and adding "
-        "its circuit to the set's summed circuit raises the similarity (see verify/matching.py). "
-        "Verdict: found = matched and zero-ablating the match hurts every rule that ablating "
-        "the crafted head hurts; partly = matched, some of those rules not relied on; "
-        "missing = no match.",
+        "joins a component's match set when its role score is at least 0.3 and half the best "
+        "head's, or when adding its circuit to the set's summed circuit raises the similarity "
+        "(see verify/matching.py). Composition scores are ||A B|| / (||A|| ||B||) of an earlier "
+        "head's OV with a later head's QK (Q, K) or OV (V). Verdict: found = matched, and for "
+        "every rule that zero-ablating the crafted head hurts (by 0.01 nats or more), "
+        "zero-ablating the match costs the trained model at least 0.1 nats or patching shows "
+        "the match carries at least half of the rule's output; partly = matched, but some of "
+        "those rules do not rely on it; missing = no match (see verify/diff.py).",
         "",
     ]
     return "\n".join(lines)
@@ -228,17 +233,51 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
 
 def _roles(d: Diff) -> list[str]:
     r = d.roles
-    prefix = list(r.prefix_matching)
+    cols = [("previous-token", r.previous_token)]
+    cols += [(f"prefix {k}", v) for k, v in r.prefix_matching.items()]
+    cols += [(f"skip-bigram {k}", v) for k, v in r.skip_bigram.items()]
+    cols += [("copying", r.copying)]
     lines = [
-        "Role scores of the trained heads (previous-token; prefix matching per induction rule;"
-        " copying):",
+        "Role scores of the trained heads (attention to the previous token; prefix matching "
+        "per induction rule; attention from a cue to its anchors per skip-bigram detector; "
+        "copying, the OV eigenvalue score):",
         "",
-        "| head | previous-token | " + "".join(f"prefix {p} | " for p in prefix) + "copying |",
-        "|---|---|" + "---|" * len(prefix) + "---|",
+        "| head | " + " | ".join(name for name, _ in cols) + " |",
+        "|---|" + "---|" * len(cols),
     ]
-    for (la, h), prev in np.ndenumerate(r.previous_token):
-        cells = "".join(f"{_f(r.prefix_matching[p][la, h])} | " for p in prefix)
-        lines.append(f"| L{la}H{h} | {_f(prev)} | {cells}{_f(r.copying[la, h])} |")
+    for la, h in np.ndindex(*r.previous_token.shape):
+        lines.append(f"| L{la}H{h} | " + " | ".join(_f(v[la, h]) for _, v in cols) + " |")
+    return lines
+
+
+def _composition(d: Diff) -> list[str]:
+    if not d.trained_composition:
+        return []
+    lines = ["", "## Composition", ""]
+    if d.composition:
+        lines += [
+            "Between crafted components (crafted heads | strongest pair of their trained "
+            "matches), Q / K / V composition:",
+            "",
+            "| from | to | crafted Q | crafted K | crafted V | trained Q | trained K | trained V |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in d.composition:
+            t = row.trained
+            theirs = "- | - | -" if t is None else f"{t.q:.3f} | {t.k:.3f} | {t.v:.3f}"
+            c = row.crafted
+            lines.append(
+                f"| {row.src} | {row.dst} | {c.q:.3f} | {c.k:.3f} | {c.v:.3f} | {theirs} |"
+            )
+        lines.append("")
+    lines += [
+        "Every trained head into every later head:",
+        "",
+        "| from | to | Q | K | V |",
+        "|---|---|---|---|---|",
+    ]
+    for (a, b), c in d.trained_composition.items():
+        lines.append(f"| L{a[0]}H{a[1]} | L{b[0]}H{b[1]} | {c.q:.3f} | {c.k:.3f} | {c.v:.3f} |")
     return lines
 
 
@@ -277,10 +316,48 @@ def _component_section(c: ComponentDiff, figures: list[Panel]) -> list[str]:
         runs += [("trained zero", c.trained.zero), ("trained mean", c.trained.mean)]
     for name, values in runs:
         lines.append(f"| {name} | " + " | ".join(f"{values[r]:+.4f}" for r in rules) + " |")
+    lines += _patching_table(c)
     for p in figures:
         if p.file.startswith(_slug(comp.name) + "_"):
             lines += ["", f"![{p.title}](figures/{p.file})"]
     return lines
+
+
+def _patching_table(c: ComponentDiff) -> list[str]:
+    if not c.patching:
+        return []
+    lines = [
+        "",
+        "Patching (clean <-> one token swapped for a same-category token; losses against the "
+        "clean truth): gap = corrupt minus clean excess loss; carried = share of the gap "
+        "caused by corrupting only these heads; restored = share removed by giving a "
+        "corrupt run the clean heads.",
+        "",
+        "| rule | pairs | gap crafted | carried crafted | restored crafted | gap trained | "
+        "carried trained | restored trained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rule, (a, b) in c.patching.items():
+        theirs = "- | - | -" if b is None else f"{b.gap:.3f} | {_f(b.carried)} | {_f(b.restored)}"
+        lines.append(
+            f"| {rule} | {a.n} | {a.gap:.3f} | {_f(a.carried)} | {_f(a.restored)} | {theirs} |"
+        )
+    return lines
+
+
+def carried(c: ComponentDiff) -> str:
+    """Mean share of its rules' output the component carries (patching), crafted -> trained."""
+
+    def mean(values: list[float | None]) -> str:
+        kept = [v for v in values if v is not None]
+        return f"{np.mean(kept):.2f}" if kept else "-"
+
+    if not c.patching:
+        return "-"
+    mine = mean([a.carried for a, _ in c.patching.values()])
+    if c.trained is None:
+        return f"{mine} -> no match"
+    return f"{mine} -> {mean([b.carried for _, b in c.patching.values() if b is not None])}"
 
 
 def write_report(d: Diff, out_dir: str | Path) -> Path:
