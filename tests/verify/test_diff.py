@@ -1,5 +1,5 @@
 """craft diff: crafted vs itself, vs an induction-ablated copy, vs a gauge-transformed copy;
-the report files; the CLI's --json through its own parser."""
+patching pairs and figures; composition; the report files; the CLI's --json."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import torch
 from craft.compiler import compile_spec
 from craft.models import save_model
 from specs import library_path, load_spec
+from specs.truth import next_dist
 from verify import diff_cli
 from verify.diff import diff
 from verify.gauge import apply_gauge
+from verify.patching import MIN_TV, pairs
 from verify.report import write_report
+from verify.strategies import fired
 
 N = 40  # sampled sequences: enough for every rule of these specs to fire
 
@@ -145,3 +148,47 @@ def test_cli_json(tmp_path, capsys):
     assert args.run(args) == 0
     text = capsys.readouterr().out
     assert "induction:induction" in text and "missing" in text
+
+
+@pytest.mark.parametrize("rule", ["the-alice", "beach-big", "noun-induction", "func-noun"])
+def test_patching_pairs_swap_one_token_within_its_category(rule):
+    spec = load_spec(library_path("toy_language"))
+    clean, bad = pairs(spec, rule, n=12, seed=1)
+    assert len(clean) >= 6  # a context with no answer-changing swap is dropped
+    for a, b in zip(clean, bad, strict=True):
+        assert len(a) == len(b) and fired(spec, a) == rule
+        (i,) = [k for k in range(len(a)) if a[k] != b[k]]  # exactly one position differs
+        names = spec.vocab.tokens
+        assert spec.vocab.category_of(names[a[i]]) == spec.vocab.category_of(names[b[i]])
+        p, q = next_dist(spec, a)[0], next_dist(spec, b)[0]
+        assert 0.5 * np.abs(p - q).sum() >= MIN_TV
+
+
+@pytest.mark.parametrize("family", ["standard", "tensor"])
+def test_patching_and_composition_against_itself(family):
+    model, spec = crafted("induction", family)
+    d = diff(model, model, spec, n_seqs=N)
+    by_kind = {c.match.component.kind: c for c in d.components}
+    ind = by_kind["InductionHead"].patching["induction"]
+    for side in ind:  # the induction head carries the whole rule, both ways
+        assert side.n >= 16 and side.gap > 1.0
+        assert abs(side.carried - 1) < 1e-6 and abs(side.restored - 1) < 1e-6
+    prev = by_kind["PrevToken"].patching["induction"]
+    # a swapped follower reaches the answer through the induction head's values, not
+    # through the previous-token head: patching that head carries (almost) nothing
+    assert prev[0].carried < 0.1 and prev[0].carried == pytest.approx(prev[1].carried)
+    (row,) = d.composition
+    assert row.crafted == row.trained  # the same model on both sides
+    assert row.crafted.k > 0.1 and row.crafted.q == row.crafted.v == 0.0  # K-composition only
+    heads = model.cfg.n_heads
+    assert set(d.trained_composition) == {
+        ((0, a), (1, b)) for a in range(heads) for b in range(heads)
+    }
+
+
+def test_patching_missing_component_has_no_trained_side():
+    model, spec = crafted("induction")
+    d = diff(model, without_induction(model), spec, n_seqs=N)
+    ind = next(c for c in d.components if c.match.component.kind == "InductionHead")
+    assert ind.patching["induction"][1] is None
+    assert ind.patching["induction"][0].carried > 0.99
