@@ -171,7 +171,8 @@ class Diff:
         }
 
 
-def _runner(model: Transformer, dtype: torch.dtype = torch.float64) -> Transformer:
+def as_runner(model: Transformer, dtype: torch.dtype = torch.float64) -> Transformer:
+    """A private copy in ``dtype`` and eval mode (the caller's model is left alone)."""
     return copy.deepcopy(model).to(dtype).eval()
 
 
@@ -195,7 +196,9 @@ def _per_rule(spec: Spec, values: np.ndarray, rule_ids: np.ndarray) -> dict[str,
     return out | {"overall": float(values.mean())}
 
 
-def _excess(runner: Transformer, spec: Spec, tokens: np.ndarray, patch: dict) -> dict[str, float]:
+def rule_excess(
+    runner: Transformer, spec: Spec, tokens: np.ndarray, patch: dict
+) -> dict[str, float]:
     """Mean excess loss ``KL(p || q)`` per rule (and overall) under ``patch``."""
     values, ids = [], []
     for chunk in _chunks(tokens):
@@ -245,8 +248,8 @@ def ablation(
 ) -> Ablation:
     """Per-rule excess-loss change when ``heads`` are zero- and mean-ablated together."""
     means = {la: _head_means(runner, tokens, la) for la in {la for la, _ in heads}}
-    zero = _excess(runner, spec, tokens, _ablate(heads, None))
-    mean = _excess(runner, spec, tokens, _ablate(heads, means))
+    zero = rule_excess(runner, spec, tokens, _ablate(heads, None))
+    mean = rule_excess(runner, spec, tokens, _ablate(heads, means))
     return Ablation(
         heads, {r: zero[r] - base[r] for r in base}, {r: mean[r] - base[r] for r in base}
     )
@@ -342,7 +345,8 @@ def _direct(crafted: Transformer, trained: Transformer) -> float | None:
     return similarity(mine, direct_path(trained), "rows")
 
 
-def _check(crafted: Transformer, trained: Transformer, spec: Spec) -> None:
+def check_fit(crafted: Transformer, trained: Transformer, spec: Spec) -> None:
+    """Raise CraftError unless both models read and predict the spec's vocabulary."""
     a, b = crafted.cfg, trained.cfg
     if (a.n_vocab, a.n_out) != (b.n_vocab, b.n_out) or a.n_out != len(spec.vocab):
         raise CraftError(
@@ -371,16 +375,16 @@ def diff(
     Raises:
         CraftError: models that do not fit the spec or each other, or bad arguments.
     """
-    _check(crafted, trained, spec)
+    check_fit(crafted, trained, spec)
     if isinstance(n_seqs, bool) or not isinstance(n_seqs, int) or n_seqs < 1:
         raise CraftError(f"n_seqs is {n_seqs!r}", where="diff", fix="pass n_seqs >= 1")
     length = min(spec.max_len, crafted.cfg.n_ctx - 1, trained.cfg.n_ctx - 1)
     tokens, _ = sample(spec, n_seqs, length, seed)
-    rc, rt = _runner(crafted), _runner(trained)
-    fc, ft = _runner(crafted, torch.float32), _runner(trained, torch.float32)  # causal runs
+    rc, rt = as_runner(crafted), as_runner(trained)
+    fc, ft = as_runner(crafted, torch.float32), as_runner(trained, torch.float32)  # causal runs
     comps = components(crafted)
     roles, own_roles = role_scores(rt, spec, comps, seed), role_scores(rc, spec, comps, seed)
-    base_c, base_t = _excess(fc, spec, tokens, {}), _excess(ft, spec, tokens, {})
+    base_c, base_t = rule_excess(fc, spec, tokens, {}), rule_excess(ft, spec, tokens, {})
     results = []
     probe = tokens[:PATTERN_SEQS]
     pats = (raw_patterns(rc, probe), raw_patterns(rt, probe))

@@ -7,20 +7,28 @@ report (``report.md`` and ``figures/*.png``, see :mod:`verify.report`). ``--json
 prints :meth:`verify.diff.Diff.to_json` instead of the summary (the report is still
 written). Errors are :class:`~specs.errors.CraftError` (one line, exit code 2 in the CLI).
 
+With a run folder as TRAINED (the checkpoints of ``craft train --save-every N``) it
+diffs over training instead (:mod:`verify.series`): per crafted component the match
+similarity and role score against the step, per rule the excess loss, the step each
+component is found and each rule learned, ``series.md`` and two figures.
+
 Example:
     $ craft diff crafted.safetensors trained.safetensors --spec toy.yaml -o report/
+    $ craft diff crafted.safetensors out/toy_run/ --spec toy.yaml -o series/
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from craft.models import load_model
 from specs.errors import CraftError
 from specs.load import load_spec
 from verify.diff import Diff, diff
 from verify.report import carried, effect, write_report
+from verify.series import LEARNED, series, write_series
 
 
 def _positive(text: str) -> int:
@@ -49,10 +57,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "diff", help="compare a crafted model with a trained one (behaviour, weights, ablation)"
     )
     p.add_argument("crafted", metavar="CRAFTED", help="compiled model file (.safetensors)")
-    p.add_argument("trained", metavar="TRAINED", help="trained model file (.safetensors)")
+    p.add_argument(
+        "trained",
+        metavar="TRAINED",
+        help="trained model file (.safetensors), or a run folder of checkpoints "
+        "(craft train --save-every N writes OUT_run/) to diff over training",
+    )
     p.add_argument("--spec", required=True, help="spec file both models were made for")
     p.add_argument("-o", "--output", required=True, help="report folder to write")
-    p.add_argument("-n", "--n", type=_positive, default=500, help="sequences to sample")
+    p.add_argument(
+        "-n",
+        "--n",
+        type=_positive,
+        help="sequences to sample (default 500; 200 per checkpoint over a run folder)",
+    )
     p.add_argument("--seed", type=_seed, default=0, help="sampling seed")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     p.set_defaults(run=run)
@@ -102,9 +120,55 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     ]
 
 
+def _written(write, where: str) -> Path:
+    try:
+        return write()
+    except OSError as e:
+        raise CraftError(
+            f"cannot write the report ({e.strerror or e})",
+            where=where,
+            fix="write to a folder that exists (or can be created) and is writable",
+        ) from None
+
+
+def _run_series(args: argparse.Namespace, crafted, spec) -> int:
+    """The checkpoint-series mode: curves, order found, ``series.md`` and two figures."""
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=args.json) as bar:
+        task = bar.add_task("checkpoints", total=None)
+        s = series(
+            crafted,
+            args.trained,
+            spec,
+            n_seqs=args.n or 200,
+            seed=args.seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    path = _written(lambda: write_series(s, args.output), args.output)
+    if args.json:
+        print(json.dumps(s.to_json(), indent=2))
+        return 0
+    found, learned = s.found_at(), s.learned_at()
+    print(f"{args.crafted} (crafted) vs {len(s.points)} checkpoints in {args.trained}")
+    rows = [("component", "found at step", "final similarity", "final role")]
+    last = s.points[-1]
+    for c in s.components:
+        at = "-" if found[c] is None else str(found[c])
+        rows.append((c, at, f"{last.similarity[c]:.3f}", f"{last.role[c]:.3f}"))
+    rows += [("", "", "", ""), ("rule", f"excess < {LEARNED} from step", "final excess", "")]
+    for r in s.rules:
+        at = "-" if learned[r] is None else str(learned[r])
+        rows.append((r, at, f"{last.excess[r]:.4f}", ""))
+    print("\n".join(_table(rows)))
+    print(f"order found: {', '.join(c for c, _ in s.order()) or 'none'}")
+    print(f"report: {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``craft diff``; returns 0. Raises CraftError on bad files or models."""
-    crafted, trained = load_model(args.crafted), load_model(args.trained)
+    crafted = load_model(args.crafted)
     spec = load_spec(args.spec)
     if not crafted.meta.get("components"):
         raise CraftError(
@@ -112,15 +176,11 @@ def run(args: argparse.Namespace) -> int:
             where=args.crafted,
             fix="pass a model made by `craft compile` as CRAFTED",
         )
-    result = diff(crafted, trained, spec, n_seqs=args.n, seed=args.seed)
-    try:
-        path = write_report(result, args.output)
-    except OSError as e:
-        raise CraftError(
-            f"cannot write the report ({e.strerror or e})",
-            where=args.output,
-            fix="write to a folder that exists (or can be created) and is writable",
-        ) from None
+    if Path(args.trained).is_dir():
+        return _run_series(args, crafted, spec)
+    trained = load_model(args.trained)
+    result = diff(crafted, trained, spec, n_seqs=args.n or 500, seed=args.seed)
+    path = _written(lambda: write_report(result, args.output), args.output)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
