@@ -2,18 +2,25 @@
 
 So ``craft check crafted.safetensors --spec SPEC`` checks a crafted model against its
 own circuit, and the same claims run against a trained model say which parts of the
-crafted explanation it does not share (head indices there are the crafted ones: a
-trained model that splits a function across heads fails the role claims, which is the
-point of running them).
+crafted explanation it does not share. A trained model keeps its functions at other
+head indices (and splits them across heads), so :func:`retarget` first moves every
+head claim to the trained head that :mod:`verify.matching` matches to the crafted
+component (the match set's head with the best role score).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
+
+import numpy as np
 
 from craft.models import Transformer
 from specs.model import Spec
-from verify.claims import Ablation, Claim, HeadRole, RuleHolds
+from specs.sample import sample
+from verify.claims import Ablation, Claim, HeadRole, Patching, RuleHolds, head_of
+from verify.head_scores import skip_bigram_scores
+from verify.matching import MIN_SCORE, Match, match_all
 
 ROLE_SCORE = 0.99
 DEFAULT_KL = 1e-3
@@ -96,3 +103,58 @@ def for_trained(
             body = body.model_copy(update={"max_kl": max(body.max_kl, tolerance)})
         out.append(replace(c, body=body, fraction=fraction, exact_region=False))
     return tuple(out)
+
+
+def retarget(
+    claims: tuple[Claim, ...],
+    crafted: Transformer,
+    trained: Transformer,
+    spec: Spec,
+    *,
+    seed: int = 0,
+    n_seqs: int = 64,
+) -> tuple[Claim, ...]:
+    """Move each head claim about a crafted component to its trained match.
+
+    The claim's head becomes the match set's head with the best role score (for a
+    component split across heads, the one that plays the role most; for a skip-bigram
+    role claim, the best head for that claim's rule), the claim's name
+    gains ``@L<l>H<h>``, and a role claim's ``min_score`` drops to at most the score the
+    matching itself asks of a head (``MIN_SCORE``, 0.3): a trained head is never as
+    sharp as a crafted one. A component with no match keeps the crafted head index and
+    gains ``@unmatched`` in its name, so its claims fail where the function is absent.
+    Claims about heads that are not crafted components, and rule claims, are unchanged.
+    """
+    runners = [copy.deepcopy(m).double().eval() for m in (crafted, trained)]
+    length = min(spec.max_len, crafted.cfg.n_ctx - 1, trained.cfg.n_ctx - 1)
+    tokens, _ = sample(spec, n_seqs, length, seed)
+    _, matches = match_all(*runners, spec, tokens, seed)
+    by_head = {(m.component.layer, m.component.head): m for m in matches}
+    out = []
+    for c in claims:
+        body = c.body
+        m = by_head.get(head_of(body.head)) if hasattr(body, "head") else None
+        if m is None or not isinstance(body, HeadRole | Ablation | Patching):
+            out.append(c)
+            continue
+        per_rule = None
+        if isinstance(body, HeadRole) and body.role == "skip-bigram" and body.rule and m.heads:
+            per_rule = skip_bigram_scores(runners[1], spec, [body.rule], seed=seed)
+        head, tag = _best(m, per_rule)
+        update: dict[str, object] = {"head": head}
+        if isinstance(body, HeadRole):
+            update["min_score"] = min(body.min_score, MIN_SCORE)
+        out.append(replace(c, name=f"{c.name}@{tag}", body=body.model_copy(update=update)))
+    return tuple(out)
+
+
+def _best(m: Match, scores: np.ndarray | None = None) -> tuple[str, str]:
+    """The match set's best-role head (by ``scores [L, H]`` when given, e.g. one rule's
+    skip-bigram score) as ``("L.H", "L<l>H<h>")``; the crafted head when unmatched."""
+    if not m.heads:
+        return f"{m.component.layer}.{m.component.head}", "unmatched"
+    roles = {s.head: s.role for s in m.scores}
+    if scores is not None:
+        roles = {(la, h): float(scores[la, h]) for la, h in m.heads}
+    la, h = max(m.heads, key=lambda x: roles.get(x, 0.0))
+    return f"{la}.{h}", f"L{la}H{h}"

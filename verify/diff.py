@@ -53,10 +53,7 @@ from verify.matching import (
     Head,
     Match,
     RoleScores,
-    components,
-    match,
-    raw_patterns,
-    role_scores,
+    match_all,
 )
 from verify.patching import RulePatch, pairs, patch
 from verify.report import Panel, panels
@@ -65,7 +62,6 @@ HURT = 0.01  # nats: a rule is hurt by an ablation that raises its excess loss t
 RELY = 0.1  # nats: the trained model relies on its match for a rule when zero-ablating...
 CARRY = 0.5  # ...the match costs it this much, or patching shows the match carries this share
 BATCH = 100  # sequences per forward pass
-PATTERN_SEQS = 32  # sampled sequences whose attention patterns are compared
 PATCH_RULES = 4  # rules patched for a component that names none (the most hurt ones)
 
 
@@ -382,15 +378,12 @@ def diff(
     tokens, _ = sample(spec, n_seqs, length, seed)
     rc, rt = as_runner(crafted), as_runner(trained)
     fc, ft = as_runner(crafted, torch.float32), as_runner(trained, torch.float32)  # causal runs
-    comps = components(crafted)
-    roles, own_roles = role_scores(rt, spec, comps, seed), role_scores(rc, spec, comps, seed)
+    roles, matches = match_all(rc, rt, spec, tokens, seed)
     base_c, base_t = rule_excess(fc, spec, tokens, {}), rule_excess(ft, spec, tokens, {})
     results = []
-    probe = tokens[:PATTERN_SEQS]
-    pats = (raw_patterns(rc, probe), raw_patterns(rt, probe))
     cache: dict[str, tuple[list, list]] = {}
-    for comp in comps:
-        m = match(rc, rt, spec, comp, roles, own_roles, pats)
+    for m in matches:
+        comp = m.component
         abl_c = ablation(fc, spec, tokens, ((comp.layer, comp.head),), base_c)
         abl_t = ablation(ft, spec, tokens, m.heads, base_t) if m.found else None
         patched = _patching(fc, ft, spec, comp, m, abl_c, cache, seed)

@@ -54,6 +54,7 @@ from verify.head_scores import (
 RELEVANT = 0.01  # a circuit counts when its relative norm is >= 1% of the head's largest
 HALF = 0.5  # candidates: at least half of the best similarity or role score
 MIN_SCORE = 0.3  # a match set needs at least this similarity (role basis: role score)
+PATTERN_SEQS = 32  # sampled sequences whose attention patterns are compared
 GAIN = 1e-3  # a head joins a set only if it raises the set's similarity by more than this
 CIRCUITS = ("qk_tokens", "qk_positions", "ov")
 # named roles; other kinds are judged by the similarity of their attention patterns
@@ -319,3 +320,26 @@ def _match_set(
     if not by_role and current < MIN_SCORE:
         return [], max(current, 0.0) if chosen else 0.0
     return chosen, float(current)
+
+
+def match_all(
+    crafted: Transformer,
+    trained: Transformer,
+    spec: Spec,
+    tokens: np.ndarray,
+    seed: int = 0,
+    own: tuple[RoleScores, np.ndarray] | None = None,
+) -> tuple[RoleScores, list[Match]]:
+    """The trained model's role scores and every crafted component's match.
+
+    Both models should be float64 runners; ``tokens`` (sampled sequences, BOS column 0)
+    give the raw attention patterns of the "pattern" role. ``own`` (the crafted model's
+    role scores and patterns) saves recomputing them across many trained models.
+    """
+    comps = components(crafted)
+    probe = tokens[:PATTERN_SEQS]
+    if own is None:
+        own = (role_scores(crafted, spec, comps, seed), raw_patterns(crafted, probe))
+    roles = role_scores(trained, spec, comps, seed)
+    pats = (own[1], raw_patterns(trained, probe))
+    return roles, [match(crafted, trained, spec, c, roles, own[0], pats) for c in comps]

@@ -30,8 +30,15 @@ from craft.models import Transformer, load_model
 from specs.errors import CraftError
 from specs.model import Spec
 from specs.sample import sample
-from verify.diff import PATTERN_SEQS, as_runner, check_fit, rule_excess
-from verify.matching import components, match, raw_patterns, role_scores
+from verify.diff import as_runner, check_fit, rule_excess
+from verify.matching import (
+    PATTERN_SEQS,
+    RoleScores,
+    components,
+    match_all,
+    raw_patterns,
+    role_scores,
+)
 
 LEARNED = 0.1  # nats: a rule is learned once its excess loss stays below this
 STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
@@ -137,21 +144,15 @@ def point(
     spec: Spec,
     step: int,
     tokens: np.ndarray,
-    own: tuple,
+    own: tuple[RoleScores, np.ndarray],
     seed: int,
 ) -> Point:
     """Match every component and measure every rule at one checkpoint."""
     check_fit(crafted, trained, spec)
-    comps, own_roles, own_patterns = own
-    rt = as_runner(trained)
-    roles = role_scores(rt, spec, comps, seed)
-    pats = (own_patterns, raw_patterns(rt, tokens[:PATTERN_SEQS]))
-    sims, best, matched = {}, {}, {}
-    for comp in comps:
-        m = match(crafted, rt, spec, comp, roles, own_roles, pats)
-        sims[comp.name] = m.similarity
-        best[comp.name] = max((s.role for s in m.scores), default=0.0)
-        matched[comp.name] = m.found
+    _, matches = match_all(crafted, as_runner(trained), spec, tokens, seed, own)
+    sims = {m.component.name: m.similarity for m in matches}
+    best = {m.component.name: max((x.role for x in m.scores), default=0.0) for m in matches}
+    matched = {m.component.name: m.found for m in matches}
     excess = rule_excess(as_runner(trained, torch.float32), spec, tokens, {})
     return Point(step, sims, best, matched, excess)
 
@@ -184,7 +185,7 @@ def series(
     tokens, _ = sample(spec, n_seqs, length, seed)
     rc = as_runner(crafted)
     comps = components(crafted)
-    own = (comps, role_scores(rc, spec, comps, seed), raw_patterns(rc, tokens[:PATTERN_SEQS]))
+    own = (role_scores(rc, spec, comps, seed), raw_patterns(rc, tokens[:PATTERN_SEQS]))
     points = []
     for i, (step, path) in enumerate(files):
         model = first if i == 0 else load_model(path)
