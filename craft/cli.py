@@ -46,6 +46,9 @@ from verify.behaviour import at_context, evaluate
 from verify.check import check_all
 from verify.claims import load_claims
 from verify.defaults import default_claims, for_trained
+from verify.tracr_check import check as tracr_check
+
+REPLAY_DIR = ".craft/hypothesis"  # craft check and craft tracr re-check failures from here
 
 EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
 
@@ -195,7 +198,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             where=args.model,
             fix="pass --claims FILE (the model has no crafted components to derive claims from)",
         )
-    database = None if args.no_replay else ".craft/hypothesis"
+    database = None if args.no_replay else REPLAY_DIR
     results = check_all(
         model, spec, claims, examples=args.examples, seed_=args.seed, database=database
     )
@@ -285,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for p in sub.choices.values():
         p.add_argument("--json", action="store_true", help="print one JSON document instead")
-    tracr_cli.add_parser(sub).set_defaults(run=tracr_cli.run)  # these declare their own --json
+    # these declare their own --json; craft tracr checks with verify's Hypothesis search
+    tracr_cli.add_parser(sub, check=tracr_check, replay_dir=REPLAY_DIR).set_defaults(
+        run=tracr_cli.run
+    )
     import_cli.add_parser(sub).set_defaults(run=import_cli.run)
     train_cli.add_parser(sub)
     diff_cli.add_parser(sub)

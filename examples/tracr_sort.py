@@ -7,9 +7,10 @@ The story a researcher would tell:
    ``rasp.evaluate`` on every Hypothesis-generated input.
 2. Its sibling ``make_sort_freq`` (sort by frequency) compiled with Tracr's default
    settings is silently wrong on some inputs: its histogram is a SelectorWidth, whose
-   discretising MLP (``mlp_exactness=100``) miscounts a token seen 9-10 times. The
-   check finds it, Hypothesis shrinks it to a minimal failing input, and the message
-   names the cause and the fix.
+   discretising MLP (``mlp_exactness=100``) miscounts a token seen 8-10 times. The
+   check (``verify.tracr_check``: the Hypothesis search ``craft check`` uses) finds it,
+   Hypothesis shrinks it to a minimal failing input, and the message names the cause
+   and the fix.
 3. Recompiled with ``mlp_exactness=1000`` it passes.
 4. One attention pattern of the sort head: each output position attends to the input
    position whose key ranks there (a permutation matrix).
@@ -32,8 +33,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from craft.models import run_with_cache  # noqa: E402
-from craft.tracr import check, from_rasp  # noqa: E402
+from craft.tracr import from_rasp  # noqa: E402
 from craft.tracr.pipeline import compile_checked  # noqa: E402
+from verify.tracr_check import check  # noqa: E402  (the Hypothesis search craft check uses)
 
 MAX_LEN = 10
 VOCAB = {1, 2, 3, 4}
@@ -81,7 +83,7 @@ def main(out_dir: Path | None = None, samples: int = 300) -> list[Path]:
     print("  check:", check(model, sort, VOCAB, samples=samples).summary())
 
     sort_freq = lib.make_sort_freq(max_seq_len=MAX_LEN)
-    _, result = compile_checked(sort_freq, VOCAB, MAX_LEN, samples=samples)
+    _, result = compile_checked(sort_freq, VOCAB, MAX_LEN, samples=samples, check=check)
     print("make_sort_freq, default mlp_exactness=100:")
     print("  check:", result.summary())
 

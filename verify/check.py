@@ -1,10 +1,12 @@
 """Checking claims: Hypothesis searches for a counterexample, batched on the model.
 
-Each example Hypothesis proposes is a *batch* of contexts, evaluated in one forward
-pass; a failing batch shrinks (Hypothesis deletes elements, shortens lists, lowers
-token ids) to one minimal context: the shortest with the fewest distinct tokens.
-``target()`` steers the search towards the worst violation, runs are seeded, and a
-replay database re-checks last run's counterexample first.
+Each claim becomes a probe (a strategy of single contexts or pairs, a batched
+``values`` function, a threshold) handed to :func:`verify.search.search`, the engine
+the Tracr agreement check shares. Each example Hypothesis proposes is a *batch* of
+contexts, evaluated in one forward pass; a failing batch shrinks (Hypothesis deletes
+elements, shortens lists, lowers token ids) to one minimal context: the shortest with
+the fewest distinct tokens. ``target()`` steers the search towards the worst violation,
+runs are seeded, and a replay database re-checks last run's counterexample first.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
 
 from craft.compiler import all_hold, analyse
 from craft.compiler.conditions import tensor_conditions
@@ -36,6 +36,7 @@ from verify.claims import (
     WindowOnly,
     head_of,
 )
+from verify.search import search
 from verify.strategies import contexts, counterfactual_pairs, fired, random_strings, repeated
 
 
@@ -239,52 +240,32 @@ def check_claim(
     if c.fraction is not None:
         return _statistical(model, spec, c, examples, seed_, where)
     probe = _probe(model, spec, c, where)
-    state = {"n": 0, "fail": None, "value": -math.inf}
-
-    @seed(seed_)
-    @settings(
-        max_examples=max(1, examples // 4),  # a drawn batch holds ~4 contexts on average
-        database=DirectoryBasedExampleDatabase(str(database)) if database else None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        verbosity=Verbosity.quiet,
-        phases=[Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-        report_multiple_bugs=False,
-        print_blob=False,
+    found = search(
+        probe.strategy,
+        probe.values,
+        probe.threshold,
+        name=c.name,
+        examples=examples,
+        batch=batch,
+        seed_=seed_,
+        database=database,
     )
-    @given(st.lists(probe.strategy, min_size=1, max_size=batch))
-    def search(items):
-        values = np.asarray(probe.values(items), dtype=float)
-        state["n"] += len(items)
-        worst = int(values.argmax())
-        target(float(values[worst]), label=c.name)
-        state["value"] = max(state["value"], float(values[worst]))
-        if values[worst] > probe.threshold:
-            state["fail"] = (items[worst], float(values[worst]))
-            state.setdefault("found_after", state["n"])
-            raise AssertionError(c.name)
-
-    search._hypothesis_internal_add_digest = c.name.encode()
-    try:
-        search()
-        failed = False
-    except AssertionError:
-        failed = True
+    failed = found.failed
     warnings = () if failed else _trivial(c, probe, spec)  # a vacuous PASS is the risk
     if not failed and isinstance(c.body, Ablation):
-        return _breaks(model, spec, c, c.body, examples, seed_, state["n"], warnings)
+        return _breaks(model, spec, c, c.body, examples, seed_, found.evaluated, warnings)
     if not failed:
         return Result(
             c.name,
             c.kind,
             True,
             None,
-            _shown(c, state["value"]),
+            _shown(c, found.worst),
             _shown(c, probe.threshold),
-            state["n"],
+            found.evaluated,
             warnings,
         )
-    ctx, value = state["fail"]
+    ctx, value = found.failing, found.value
     shown = ctx[0] if isinstance(ctx, tuple) else ctx
     return Result(
         c.name,
@@ -293,9 +274,9 @@ def check_claim(
         spec.vocab.decode(shown),
         _shown(c, value),
         _shown(c, probe.threshold),
-        state["n"],
+        found.evaluated,
         warnings,
-        state.get("found_after"),
+        found.found_after,
     )
 
 

@@ -4,8 +4,9 @@
   skipping Haiku assembly; ``family="tensor"`` builds a bilinear (tensor-family) model
   for programs in the polynomial fragment (:mod:`craft.tracr.tensor`).
 * :func:`from_assembled` - the slow path: an assembled Tracr model -> torch.
-* :func:`check` - the converted model against ``rasp.evaluate`` (exhaustive up to
-  100,000 inputs, otherwise Hypothesis-generated with shrinking).
+* :func:`check` - the converted model against ``rasp.evaluate``, on every input up to
+  100,000 of them; beyond that it takes a sampler, and ``verify.tracr_check.check``
+  passes the Hypothesis search that ``craft check`` uses (shrinking, replay database).
 
 Every function returns or takes a :class:`TracrModel` (the torch ``Transformer`` plus
 Tracr's encodings; ``.run(["BOS", "a"])`` decodes like Tracr). Tracr itself is imported

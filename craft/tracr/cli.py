@@ -9,15 +9,21 @@ layout and the check result, or with ``--json`` one object
 1 when it does not (the report says why and how to fix it); user errors raise
 ``CraftError`` (the ``craft`` front door prints one line and exits 2).
 
-``craft/cli.py`` wires it in with ``add_parser(subparsers)`` and dispatches to ``run``.
+``craft/cli.py`` wires it in with ``add_parser(subparsers, check=..., replay_dir=...)``
+and dispatches to ``run``. ``check`` is the agreement check: the front door passes
+``verify.tracr_check.check``, the Hypothesis search ``craft check`` uses, with its replay
+database (``--no-replay`` turns it off); ``craft`` itself may not import ``verify``, so
+without one, only input spaces small enough to check exhaustively are accepted.
 Tracr is imported only when the subcommand runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from craft.argtypes import positive_float, positive_int
@@ -26,8 +32,17 @@ from specs.errors import CraftError
 EXIT_DISAGREE = 1
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``tracr`` on the ``craft`` subparsers; returns the new parser."""
+def add_parser(
+    subparsers: Any, check: Callable | None = None, replay_dir: str | None = None
+) -> argparse.ArgumentParser:
+    """Register ``tracr`` on the ``craft`` subparsers; returns the new parser.
+
+    Args:
+        subparsers: the ``craft`` subparsers.
+        check: the agreement check, called like :func:`craft.tracr.agreement.check` plus
+            ``database=``; None: that exhaustive-only check.
+        replay_dir: the replay database directory passed to ``check``.
+    """
     p = subparsers.add_parser(
         "tracr",
         help="compile a RASP program (Tracr) into a PyTorch model and check it",
@@ -55,12 +70,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="Hypothesis seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    if check is not None:
+        p.add_argument("--no-replay", action="store_true", help=f"do not use {replay_dir}")
+    p.set_defaults(check=check, replay_dir=replay_dir)
     return p
 
 
+def _checker(args: argparse.Namespace) -> Callable:
+    """The agreement check to run: the injected one bound to its replay database, else
+    craft's own (exhaustive only)."""
+    from craft.tracr.agreement import check
+
+    injected = getattr(args, "check", None)
+    if injected is None:
+        return check
+    replay = None if getattr(args, "no_replay", False) else getattr(args, "replay_dir", None)
+    return functools.partial(injected, database=replay)
+
+
 def _compile(args: argparse.Namespace, program: Any, vocab: set) -> tuple[Any, Any]:
+    check = _checker(args)
     if args.family == "tensor":
-        from craft.tracr.agreement import check
         from craft.tracr.fast import from_rasp
 
         model = from_rasp(
@@ -77,6 +107,7 @@ def _compile(args: argparse.Namespace, program: Any, vocab: set) -> tuple[Any, A
         compiler_bos=args.compiler_bos,
         samples=args.samples,
         seed=args.seed,
+        check=check,
     )
 
 

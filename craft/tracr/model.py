@@ -124,15 +124,24 @@ class TracrModel:
             rows = logits[..., 0].tolist()
         return [[self.bos, *row[1:]] for row in rows]
 
-    def run_batch(self, seqs: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        """Decode many inputs (any lengths), batched by length, in input order."""
-        out: list[list[Any] | None] = [None] * len(seqs)
+    def logits_by_length(
+        self, seqs: Sequence[Sequence[Any]]
+    ) -> list[tuple[list[int], torch.Tensor]]:
+        """Run many inputs (any lengths, BOS first) in one forward pass per length.
+
+        Returns ``(indices into seqs, logits [b, T, O])`` for each length. Tracr models
+        are bidirectional, so inputs of different lengths cannot share a padded batch.
+        """
         by_len: dict[int, list[int]] = {}
         for i, s in enumerate(seqs):
             by_len.setdefault(len(s), []).append(i)
-        for idx in by_len.values():
-            decoded = self.decode(self.logits([seqs[i] for i in idx]))
-            for i, row in zip(idx, decoded, strict=True):
+        return [(idx, self.logits([seqs[i] for i in idx])) for idx in by_len.values()]
+
+    def run_batch(self, seqs: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """Decode many inputs (any lengths), batched by length, in input order."""
+        out: list[list[Any] | None] = [None] * len(seqs)
+        for idx, logits in self.logits_by_length(seqs):
+            for i, row in zip(idx, self.decode(logits), strict=True):
                 out[i] = row
         return out  # type: ignore[return-value]
 

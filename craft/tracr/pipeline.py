@@ -3,15 +3,19 @@
 :func:`compile_checked` is what ``craft tracr`` and the examples run: the fast path,
 then the agreement check; when the failure involves Tracr's discretising MLPs it
 recompiles with ten times the ``mlp_exactness`` and re-checks the failing inputs, so
-the message can say whether the fix works rather than only suggest it.
+the message can say whether the fix works rather than only suggest it. The check is
+passed in: ``verify.tracr_check.check`` searches with Hypothesis where there are too
+many inputs to check them all (``craft`` may not import ``verify``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
-from craft.tracr.agreement import CheckResult, check, failures_on
+from craft.tracr import agreement
+from craft.tracr.agreement import CheckResult, failures_on
 from craft.tracr.fast import from_rasp
 from craft.tracr.model import TracrModel
 
@@ -48,8 +52,13 @@ def compile_checked(
     compiler_bos: str = "BOS",
     samples: int = 2000,
     seed: int = 0,
+    check: Callable[..., CheckResult] = agreement.check,
 ) -> tuple[TracrModel, CheckResult]:
-    """Fast-path compile, check against ``rasp.evaluate``, confirm the fix on failure."""
+    """Fast-path compile, check against ``rasp.evaluate``, confirm the fix on failure.
+
+    ``check(model, program, vocab, samples=..., seed=...)`` is the agreement check:
+    :func:`craft.tracr.agreement.check` (exhaustive only) unless one is passed in.
+    """
     model = from_rasp(
         program, vocab, max_len, mlp_exactness=mlp_exactness, compiler_bos=compiler_bos
     )

@@ -2,7 +2,8 @@
 
 Tracr's discretising MLPs (SelectorWidth, numerical Maps) are built for mlp_exactness
 100; compiled for max_len 10, ``length`` miscounts long inputs. The check must find
-that, shrink it to a minimal failing input, name the cause and confirm the fix.
+that, shrink it to a minimal failing input, name the cause and confirm the fix. Beyond
+100,000 inputs it is ``verify.tracr_check.check``: the search engine of ``craft check``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 
 import pytest
 
-from craft.tracr import check, from_rasp
+from craft.tracr import agreement, from_rasp
 from craft.tracr.agreement import n_inputs
 from craft.tracr.library import lib_programs
 from craft.tracr.pipeline import compile_checked
 from specs.errors import CraftError
+from verify.tracr_check import check
 
 logging.getLogger("absl").setLevel(logging.ERROR)
 
@@ -35,13 +37,16 @@ def test_exhaustive_up_to_the_limit_then_sampled() -> None:
     model = from_rasp(program, LIB["count"].vocab, 6)
     full = check(model, program, LIB["count"].vocab)
     assert full.exhaustive and full.checked == n_inputs(3, 6) and full.passed
+    assert agreement.check(model, program, LIB["count"].vocab).to_json() == full.to_json()
     sampled = check(model, program, LIB["count"].vocab, limit=100, samples=50)
-    assert not sampled.exhaustive and 0 < sampled.checked <= 50 and sampled.passed
+    assert not sampled.exhaustive and 40 <= sampled.checked <= 100 and sampled.passed
+    with pytest.raises(CraftError, match="over the exhaustive limit of 100"):
+        agreement.check(model, program, LIB["count"].vocab, limit=100)  # no sampler
 
 
 def test_default_exactness_fails_at_max_len_10_and_the_fix_is_confirmed() -> None:
     program, vocab = program_of("length", 10), LIB["length"].vocab
-    model, result = compile_checked(program, vocab, 10, samples=150, seed=0)
+    model, result = compile_checked(program, vocab, 10, samples=150, seed=0, check=check)
     assert not result.exhaustive
     assert result.agreement < 1.0
     minimal = result.failures[0]
@@ -82,3 +87,26 @@ def test_check_refuses_inputs_longer_than_the_model() -> None:
     model = from_rasp(program, LIB["hist"].vocab, 4)
     with pytest.raises(CraftError, match="at most 4"):
         check(model, program, LIB["hist"].vocab, max_len=6)
+
+
+def test_planted_defect_is_found_by_the_shared_search_and_replayed_first(tmp_path) -> None:
+    """``sort`` with its last position embedding halved is wrong only on full-length
+    inputs (4**9 of the 349,524: Hypothesis territory). The search engine of ``craft
+    check`` finds it, shrinks it to a minimal input, and its replay database re-checks
+    that input first on the next run."""
+    import torch
+
+    program, vocab = program_of("sort", 9), LIB["sort"].vocab
+    model = from_rasp(program, vocab, 9)
+    clean = check(model, program, vocab, samples=100, database=tmp_path)
+    assert clean.passed and not clean.exhaustive and clean.found_after is None
+    with torch.no_grad():
+        model.model.pos_embed.W_pos[9] *= 0.5
+    first = check(model, program, vocab, samples=100, database=tmp_path)
+    again = check(model, program, vocab, samples=100, database=tmp_path)
+    assert not first.passed and not first.exhaustive
+    minimal = first.failures[0]
+    assert minimal.input == (1,) * 8 + (2,)  # full length, two distinct tokens, smallest
+    assert agreement.failures_on(model, program, [minimal.input]) == [minimal]
+    assert first.found_after > 1
+    assert again.found_after == 1 and again.failures[0] == minimal

@@ -1,4 +1,8 @@
-"""``craft tracr`` (through its own ``add_parser``/``run``), program loading and user errors."""
+"""``craft tracr`` (through its own ``add_parser``/``run``), program loading and user errors.
+
+``run_cli`` wires the subcommand the way the ``craft`` front door does: with
+``verify.tracr_check.check`` (the Hypothesis search of ``craft check``) injected.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from craft.tracr import TracrModel, from_rasp
 from craft.tracr import cli as tracr_cli
 from craft.tracr.program import load_program, parse_vocab
 from specs.errors import CraftError
+from verify.tracr_check import check as tracr_check
 
 logging.getLogger("absl").setLevel(logging.ERROR)
 
@@ -46,9 +51,9 @@ def programs(tmp_path: Path) -> Path:
     return path
 
 
-def run_cli(*argv: str) -> int:
+def run_cli(*argv: str, check=tracr_check, replay_dir: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog="craft")
-    tracr_cli.add_parser(parser.add_subparsers(dest="command"))
+    tracr_cli.add_parser(parser.add_subparsers(dest="command"), check, replay_dir)
     return tracr_cli.run(parser.parse_args(["tracr", *argv]))
 
 
@@ -89,6 +94,33 @@ def test_cli_reports_a_failure_with_exit_code_1(capsys) -> None:
     assert obj["agreement"] < 1.0
     assert obj["failures"][0]["input"] == ["a"] * 10
     assert "1000" in obj["fix"]
+
+
+def test_front_door_searches_with_the_replay_database(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``craft tracr`` through ``craft.cli`` uses ``.craft/hypothesis`` like ``craft check``:
+    the second run re-checks the stored minimal failure first."""
+    from craft.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["tracr", "lib:length", "--max-len", "10", "--json", "--samples", "60"]
+    runs = []
+    for _ in range(2):
+        assert main(argv) == tracr_cli.EXIT_DISAGREE
+        runs.append(json.loads(capsys.readouterr().out))
+    assert any((tmp_path / ".craft" / "hypothesis").iterdir())
+    assert runs[1]["failures"][0] == runs[0]["failures"][0]
+    assert runs[0]["found_after"] > 1 and runs[1]["found_after"] == 1
+    assert main([*argv, "--no-replay"]) == tracr_cli.EXIT_DISAGREE
+    assert json.loads(capsys.readouterr().out)["found_after"] > 1  # no replay: searched again
+
+
+def test_without_an_injected_check_only_exhaustive_checks_run() -> None:
+    """``craft`` alone (no ``verify``) converts and checks small input spaces; a large one
+    is a one-line error naming the fix."""
+    assert run_cli("lib:reverse", "--max-len", "3", check=None) == 0
+    with pytest.raises(CraftError, match="over the exhaustive limit") as info:
+        run_cli("lib:length", "--max-len", "10", check=None)
+    assert "verify.tracr_check" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_output_values_unlike_the_inputs_decode(programs: Path) -> None:
