@@ -45,7 +45,7 @@ from verify import diff_cli
 from verify.behaviour import at_context, evaluate
 from verify.check import check_all
 from verify.claims import load_claims
-from verify.defaults import default_claims, for_trained
+from verify.defaults import default_claims, for_trained, retarget
 from verify.tracr_check import check as tracr_check
 
 REPLAY_DIR = ".craft/hypothesis"  # craft check and craft tracr re-check failures from here
@@ -189,7 +189,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.claims:
         claims = load_claims(args.claims)
     else:  # the crafted model's own circuit, or another crafted model's (--like)
-        claims = default_claims(load_model(args.like) if args.like else model, spec)
+        crafted = load_model(args.like) if args.like else model
+        claims = default_claims(crafted, spec)
+        if args.like:  # head claims move to the heads matched to the crafted components
+            claims = retarget(claims, crafted, model, spec, seed=args.seed)
         if args.tolerance is not None or args.fraction is not None:
             claims = for_trained(claims, args.tolerance or 0.0, args.fraction)
     if not claims:
@@ -264,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--like",
         metavar="CRAFTED",
-        help="check the default claims of this crafted model (e.g. against a trained one)",
+        help="check the default claims of this crafted model (e.g. against a trained one); "
+        "head claims move to the heads matched to its components (verify.matching)",
     )
     p.add_argument(
         "--tolerance",
