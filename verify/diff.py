@@ -61,7 +61,8 @@ from verify.report import Panel, panels
 HURT = 0.01  # nats: a rule is hurt by an ablation that raises its excess loss this much
 RELY = 0.1  # nats: the trained model relies on its match for a rule when zero-ablating...
 CARRY = 0.5  # ...the match costs it this much, or patching shows the match carries this share
-BATCH = 100  # sequences per forward pass
+BATCH = 100  # sequences per forward pass, at most...
+CELLS = 8_000_000  # ...and at most this many logits (64 MB in float64) per pass
 PATCH_RULES = 4  # rules patched for a component that names none (the most hurt ones)
 
 
@@ -172,9 +173,15 @@ def as_runner(model: Transformer, dtype: torch.dtype = torch.float64) -> Transfo
     return copy.deepcopy(model).to(dtype).eval()
 
 
-def _chunks(tokens: np.ndarray) -> Iterator[np.ndarray]:
-    for lo in range(0, tokens.shape[0], BATCH):
-        yield tokens[lo : lo + BATCH]
+def batch_size(n_out: int, width: int) -> int:
+    """Sequences per forward pass: ``BATCH``, fewer for a large vocabulary (``CELLS``)."""
+    return max(1, min(BATCH, CELLS // max(1, n_out * width)))
+
+
+def _chunks(tokens: np.ndarray, n_out: int = 0) -> Iterator[np.ndarray]:
+    step = batch_size(n_out, tokens.shape[1])
+    for lo in range(0, tokens.shape[0], step):
+        yield tokens[lo : lo + step]
 
 
 def _log_probs(runner: Transformer, chunk: np.ndarray, patch: dict[str, Callable]) -> np.ndarray:
@@ -197,7 +204,7 @@ def rule_excess(
 ) -> dict[str, float]:
     """Mean excess loss ``KL(p || q)`` per rule (and overall) under ``patch``."""
     values, ids = [], []
-    for chunk in _chunks(tokens):
+    for chunk in _chunks(tokens, len(spec.vocab)):
         p, rule_ids = truth(spec, chunk)
         values.append(kl(p, _log_probs(runner, chunk, patch)))
         ids.append(rule_ids)
@@ -211,7 +218,7 @@ def _head_means(runner: Transformer, tokens: np.ndarray, layer: int) -> torch.Te
     def add(_m, _i, out):
         total.append(out.sum(0))
 
-    for chunk in _chunks(tokens):
+    for chunk in _chunks(tokens, runner.cfg.n_out):
         with torch.no_grad(), hooks(runner, {f"blocks.{layer}.attn.hook_result": add}):
             runner(torch.from_numpy(chunk))
     return torch.stack(total).sum(0) / tokens.shape[0]
@@ -279,7 +286,7 @@ def _patching(
 
 def _agreement(a: Transformer, b: Transformer, spec: Spec, tokens: np.ndarray) -> dict[str, float]:
     values, ids = [], []
-    for chunk in _chunks(tokens):
+    for chunk in _chunks(tokens, len(spec.vocab)):
         values.append(kl_between(_log_probs(a, chunk, {}), _log_probs(b, chunk, {})))
         ids.append(truth(spec, chunk)[1])
     return _per_rule(spec, np.concatenate(values), np.concatenate(ids))
@@ -396,8 +403,8 @@ def diff(
         n_seqs=n_seqs,
         length=length,
         seed=seed,
-        crafted=evaluate(rc, spec, tokens),
-        trained=evaluate(rt, spec, tokens),
+        crafted=evaluate(rc, spec, tokens, batch=batch_size(len(spec.vocab), length + 1)),
+        trained=evaluate(rt, spec, tokens, batch=batch_size(len(spec.vocab), length + 1)),
         agreement=_agreement(rc, rt, spec, tokens),
         direct=_direct(rc, rt),
         roles=roles,
