@@ -55,7 +55,7 @@ from verify.matching import (
     RoleScores,
     match_all,
 )
-from verify.patching import RulePatch, pairs, patch
+from verify.patching import RulePatch, head_hooks, pairs, patch
 from verify.report import Panel, panels
 
 HURT = 0.01  # nats: a rule is hurt by an ablation that raises its excess loss this much
@@ -226,20 +226,11 @@ def _head_means(runner: Transformer, tokens: np.ndarray, layer: int) -> torch.Te
 
 def _ablate(heads: tuple[Head, ...], means: dict[int, torch.Tensor] | None) -> dict[str, Callable]:
     """Hooks replacing each head's output by 0 (``means`` None) or by its batch mean."""
-    by_layer: dict[int, list[int]] = {}
-    for layer, h in heads:
-        by_layer.setdefault(layer, []).append(h)
 
-    def hook(layer: int, hs: list[int]) -> Callable:
-        def fn(_m, _i, out):
-            out = out.clone()
-            for h in hs:
-                out[:, :, h] = 0 if means is None else means[layer][: out.shape[1], h]
-            return out
+    def replace(layer: int, hs: list[int], out: torch.Tensor) -> torch.Tensor | float:
+        return 0.0 if means is None else means[layer][: out.shape[1], hs].to(out.dtype)
 
-        return fn
-
-    return {f"blocks.{la}.attn.hook_result": hook(la, hs) for la, hs in by_layer.items()}
+    return head_hooks(heads, replace)
 
 
 def ablation(

@@ -29,7 +29,7 @@ means over the pairs, so pairs with a tiny gap cannot blow them up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,21 +158,30 @@ def _logprobs(model: Transformer, tokens: np.ndarray, last: np.ndarray, patch: d
     return lp[np.arange(len(last)), last]
 
 
-def _swap(heads: Sequence[Head], donor: dict[int, torch.Tensor]) -> dict:
-    """Hooks writing the donor run's output of ``heads`` into the receiving run."""
+def head_hooks(heads: Sequence[Head], replace: Callable) -> dict[str, Callable]:
+    """Forward hooks on ``hook_result`` that overwrite the output of ``heads``.
+
+    ``replace(layer, hs, out)`` returns the new ``out[:, :, hs]`` (``out`` is the layer's
+    ``[N, W, H, D]`` head outputs); one hook per layer, whatever the number of heads.
+    """
     by_layer: dict[int, list[int]] = {}
     for la, h in heads:
         by_layer.setdefault(la, []).append(h)
 
-    def hook(layer: int, hs: list[int]):
+    def hook(layer: int, hs: list[int]) -> Callable:
         def fn(_m, _i, out):
             out = out.clone()
-            out[:, :, hs] = donor[layer][:, :, hs].to(out.dtype)
+            out[:, :, hs] = replace(layer, hs, out)
             return out
 
         return fn
 
     return {f"blocks.{la}.attn.hook_result": hook(la, hs) for la, hs in by_layer.items()}
+
+
+def _swap(heads: Sequence[Head], donor: dict[int, torch.Tensor]) -> dict[str, Callable]:
+    """Hooks writing the donor run's output of ``heads`` into the receiving run."""
+    return head_hooks(heads, lambda la, hs, out: donor[la][:, :, hs].to(out.dtype))
 
 
 def patch(

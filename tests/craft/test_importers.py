@@ -28,12 +28,7 @@ from specs.errors import CraftError
 EXACT = 1e-10  # float64 against float64: only rounding separates the two passes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tlens_sd(seed=0, layers=2, heads=3, d=8, e=4, vocab=11, ctx=12, bias=True, pos=True):

@@ -30,13 +30,7 @@ from verify.head_scores import prefix_matching_scores, previous_token_scores
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: torch's thread pool only adds contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # name -> (family, positions, d_mlp, bias)

@@ -25,12 +25,7 @@ from verify.strategies import fired
 N = 40  # sampled sequences: enough for every rule of these specs to fire
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def crafted(name: str, family: str = "standard"):

@@ -16,13 +16,7 @@ from specs import library_path, load_spec
 from specs.errors import CraftError
 from verify.series import Point, Series, _settled, checkpoints, series, write_series
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def head_of(model, kind: str) -> tuple[int, int]:
