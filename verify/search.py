@@ -84,6 +84,7 @@ def search(
     batch: int = 64,
     seed_: int = 0,
     database: str | Path | None = None,
+    group: int = 1,
 ) -> Outcome:
     """Search for an item with ``values([item])[0] > threshold``; shrink it to a minimal one.
 
@@ -97,6 +98,9 @@ def search(
         batch: the most items in one batch.
         seed_: Hypothesis seed.
         database: directory of the replay database (None: no replay).
+        group: above 1, a batch is drawn as a list of lists of up to ``group`` items
+            (about 4 * group items on average instead of 4), for strategies whose items cost
+            Hypothesis more than the model does; a failure still shrinks to one item.
     """
     state: dict[str, Any] = {"n": 0, "worst": -math.inf, "fail": None, "found_after": None}
 
@@ -116,17 +120,27 @@ def search(
     # The database key is a digest of the test function (the same source for every
     # search) plus this: one key per claim or program.
     run._hypothesis_internal_add_digest = name.encode()
-    run = given(st.lists(strategy, min_size=1, max_size=batch))(run)
+    if group > 1:
+        groups = st.lists(strategy, min_size=1, max_size=group)
+        batches = st.lists(groups, min_size=1, max_size=max(1, batch // group)).map(_flat)
+    else:
+        batches = st.lists(strategy, min_size=1, max_size=batch)
+    run = given(batches)(run)
     run = seed(seed_)(run)
     # settings after seed: @seed alone switches the database off
     phases = [Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
-    run = _settings(max(1, examples // 4), database, phases)(run)
+    per_call = 4 * group  # items in a drawn batch, about (4 per list on average)
+    run = _settings(max(1, examples // per_call), database, phases)(run)
     try:
         run()
     except _Exceeded:
         item, value = state["fail"]
         return Outcome(state["n"], state["worst"], item, value, state["found_after"])
     return Outcome(state["n"], state["worst"])
+
+
+def _flat(groups: list[list]) -> list:
+    return [x for g in groups for x in g]
 
 
 def draw(strategy: st.SearchStrategy, n: int, seed_: int = 0) -> list:

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 from hypothesis import strategies as st
 
 from specs.errors import CraftError
@@ -49,26 +51,45 @@ def _among(ids) -> st.SearchStrategy[int]:
     return st.sampled_from(sorted(ids))
 
 
-@st.composite
-def _built(draw, spec: Spec, rule_id: int, max_prefix: int):
-    """A context whose last position satisfies rule ``rule_id``'s condition."""
+def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[int]]:
+    """A context whose last position satisfies rule ``rule_id``'s condition.
+
+    The strategies are built once, not on every draw (building and validating them was
+    a fifth of the drawing time); the draws are the same, in the same order.
+    """
     rule = spec.rules[rule_id]
     any_token = st.integers(0, len(spec.vocab) - 1)
+    prefixes = functools.cache(lambda room: st.lists(any_token, max_size=room))
     if isinstance(rule, Bigram):
-        tail = [draw(_among(rule.keys))]
+        keys = _among(rule.keys)
+        tail_of = lambda draw: [draw(keys)]  # noqa: E731
     elif isinstance(rule, Trigram):
-        tail = [draw(_among(rule.first)), draw(_among(rule.second))]
+        first, second = _among(rule.first), _among(rule.second)
+        tail_of = lambda draw: [draw(first), draw(second)]  # noqa: E731
     elif isinstance(rule, SkipBigram):
         lo, hi = rule.window
-        gap = draw(st.lists(any_token, min_size=lo - 1, max_size=hi - 1))
-        tail = [draw(_among(rule.anchor)), *gap, draw(_among(rule.cue))]
+        gaps = st.lists(any_token, min_size=lo - 1, max_size=hi - 1)
+        anchors, cues = _among(rule.anchor), _among(rule.cue)
+
+        def tail_of(draw):
+            gap = draw(gaps)
+            return [draw(anchors), *gap, draw(cues)]
     elif isinstance(rule, Induction):
-        x = draw(_among(rule.on))
-        tail = [x, *draw(st.lists(any_token, min_size=1, max_size=8)), x]
+        nouns, gaps = _among(rule.on), st.lists(any_token, min_size=1, max_size=8)
+
+        def tail_of(draw):
+            x = draw(nouns)
+            return [x, *draw(gaps), x]
     else:
         raise TypeError(type(rule).__name__)
-    room = max(0, min(max_prefix, spec.max_len - len(tail)))
-    return (draw(st.lists(any_token, max_size=room)) + tail)[-spec.max_len :]
+
+    @st.composite
+    def built(draw):
+        tail = tail_of(draw)
+        room = max(0, min(max_prefix, spec.max_len - len(tail)))
+        return (draw(prefixes(room)) + tail)[-spec.max_len :]
+
+    return built()
 
 
 def contexts(
@@ -88,6 +109,47 @@ def contexts(
         _rule_id(spec, not_rule)
         base = base.filter(lambda c: fired(spec, c) != not_rule)
     return base
+
+
+def window_pairs(spec: Spec, rule: str, window: int) -> st.SearchStrategy:
+    """Pairs ``(ctx, other)`` where ``rule`` fires in both, sharing their last
+    ``window + 1`` tokens and differing in at least one token before those.
+
+    ``ctx`` is the rule's condition (as in :func:`contexts`) after 1 to 25 tokens more
+    than the window needs; ``other`` redraws every token more than ``window`` back (when
+    the redraw equals the original, its nearest token is changed: a pair that does not
+    differ cannot show a dependence). Prefix tokens are drawn one choice each, after
+    their count (``st.lists`` adds a continue-flag per element), which halves
+    Hypothesis' work per pair; a failure shrinks to one far token and the shortest
+    condition.
+
+    Raises:
+        CraftError: an unknown rule name.
+    """
+    rule_id = _rule_id(spec, rule)
+    near = window + 1  # the current token and the `window` tokens before it
+    n_tok = len(spec.vocab)
+    tails = _built(spec, rule_id, 0)
+    strings = functools.cache(lambda k: st.integers(0, n_tok**k - 1))
+
+    def string(draw, k: int) -> list[int]:
+        """``k`` tokens from one integer choice (its base-``n_tok`` digits)."""
+        x = draw(strings(k)) if k else 0
+        return [(x // n_tok**i) % n_tok for i in reversed(range(k))]
+
+    @st.composite
+    def pairs(draw):
+        tail = draw(tails)
+        least = max(0, near + 1 - len(tail))  # at least one far token
+        most = max(least, min(least + 24, spec.max_len - len(tail)))
+        ctx = string(draw, draw(st.integers(least, most))) + tail
+        far = max(0, len(ctx) - near)
+        new = string(draw, far)
+        if far and new == ctx[:far]:
+            new[-1] = (new[-1] + 1) % n_tok
+        return ctx, new + ctx[far:]
+
+    return pairs().filter(lambda pr: fired(spec, pr[0]) == fired(spec, pr[1]) == rule)
 
 
 @st.composite

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
 
 import specs
 from craft.cli import main
@@ -17,8 +18,9 @@ from craft.models.layout import Direction
 from specs.errors import CraftError
 from verify.behaviour import evaluate
 from verify.check import check_claim
-from verify.claims import Claim, RuleHolds, parse_claims
+from verify.claims import Claim, RuleHolds, WindowOnly, parse_claims
 from verify.defaults import default_claims
+from verify.strategies import fired, window_pairs
 
 
 @functools.cache
@@ -107,6 +109,31 @@ def test_planted_rare_context_defect_is_found_but_not_by_sampling():
     assert max(s.max_kl for s in sampled.rules.values()) <= 1e-3
     r = check_claim(model, spec, holds("noun-induction"), examples=400)
     assert not r.passed and r.counterexample[-2:] == ["alice", "alice"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(window_pairs(spec_of("toy_language"), "beach-big", 9))
+def test_window_pairs_differ_only_outside_the_window(pair):
+    """No drawn pair is vacuous: both fire the rule, share the last window + 1 tokens and
+    differ before them."""
+    ctx, other = pair
+    assert len(ctx) == len(other) >= 11
+    assert ctx[-10:] == other[-10:] and ctx[:-10] != other[:-10]
+    assert fired(spec_of("toy_language"), ctx) == fired(spec_of("toy_language"), other)
+    assert fired(spec_of("toy_language"), ctx) == "beach-big"
+
+
+def test_window_claims_hold_or_are_refuted_minimally():
+    """The crafted skip-bigram reads nothing beyond its window; induction copies from any
+    distance, so an induction window of 3 is false, shown by a 5-token context."""
+    model, spec = crafted(), spec_of("toy_language")
+    window = Claim("window:beach-big", WindowOnly(rule="beach-big", window=9, max_kl=1e-6))
+    ok = check_claim(model, spec, window, examples=200)
+    assert ok.passed and ok.examples >= 100 and ok.value <= 1e-6
+    narrow = Claim("window:induction", WindowOnly(rule="noun-induction", window=3))
+    r = check_claim(model, spec, narrow, examples=200)
+    assert not r.passed and len(r.counterexample) == 5  # one far token and the 4 near
+    assert r.counterexample[-1] in r.counterexample[:-1] and r.value > 1
 
 
 def test_replay_database_rechecks_the_counterexample_first(tmp_path):
