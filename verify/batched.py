@@ -73,6 +73,28 @@ def zero_head(layer: int, head: int) -> dict[str, Callable]:
     return {f"blocks.{layer}.attn.hook_result": fn}
 
 
+def head_mean(model: Transformer, tokens: np.ndarray, layer: int, head: int) -> torch.Tensor:
+    """One head's write to the residual at each position, averaged over the padded
+    sequences ``tokens`` ``[N, W]`` (BOS in column 0): ``[W, D]``."""
+    total = None
+    for i in range(0, len(tokens), 64):  # bounded memory: [64, W, H, D] at a time
+        part = head_outputs(model, tokens[i : i + 64], layer)[:, :, head].double().sum(0)
+        total = part if total is None else total + part
+    return total / max(len(tokens), 1)
+
+
+def mean_head(layer: int, head: int, mean: torch.Tensor) -> dict[str, Callable]:
+    """A patch replacing one head's write at each position by ``mean`` ``[W, D]`` (from
+    :func:`head_mean`); contexts may be shorter than ``W``, not longer."""
+
+    def fn(_module, _inputs, out):
+        out = out.clone()
+        out[:, :, head] = mean[: out.shape[1]].to(out.dtype)
+        return out
+
+    return {f"blocks.{layer}.attn.hook_result": fn}
+
+
 def attention(model: Transformer, spec: Spec, contexts, layer: int, head: int) -> np.ndarray:
     """The head's attention row at each context's last position ``[N, W]``."""
     tokens, last = pad(spec, contexts)

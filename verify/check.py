@@ -27,6 +27,7 @@ from specs.sample import sample
 from specs.targeted import contexts_for_rule
 from verify import batched
 from verify.claims import (
+    MEAN_SEQUENCES,
     Ablation,
     Claim,
     HeadRole,
@@ -84,6 +85,7 @@ class _Probe:
     threshold: float
     answers: set = field(default_factory=set)  # distinct expected answers seen
     group: int = 1  # see verify.search.search: above 1, batches of nested groups
+    patch: dict | None = None  # ablation: the hooks that ablate the head
 
 
 def _kl_probe(model, spec, c: Claim, body: RuleHolds, where) -> _Probe:
@@ -101,7 +103,17 @@ def _kl_probe(model, spec, c: Claim, body: RuleHolds, where) -> _Probe:
     return probe
 
 
-def _probe(model: Transformer, spec: Spec, c: Claim, where) -> _Probe:
+def _ablation(model: Transformer, spec: Spec, body: Ablation, seed_: int) -> dict:
+    """The claim's ablation patch; ``mean`` computes the head's mean output per position
+    ``[W, D]`` once, over ``MEAN_SEQUENCES`` sequences sampled from the spec."""
+    layer, head = head_of(body.head)
+    if body.method == "zero":
+        return batched.zero_head(layer, head)
+    tokens, _ = sample(spec, MEAN_SEQUENCES, spec.max_len, seed_)
+    return batched.mean_head(layer, head, batched.head_mean(model, tokens, layer, head))
+
+
+def _probe(model: Transformer, spec: Spec, c: Claim, where, seed_: int = 0) -> _Probe:
     body = c.body
     if isinstance(body, RuleHolds):
         return _kl_probe(model, spec, c, body, where)
@@ -123,16 +135,15 @@ def _probe(model: Transformer, spec: Spec, c: Claim, where) -> _Probe:
     if isinstance(body, HeadRole):
         return _role_probe(model, spec, body)
     if isinstance(body, Ablation):
-        layer, head = head_of(body.head)
+        patch = _ablation(model, spec, body, seed_)
         spared = contexts(spec).filter(lambda ctx: fired(spec, ctx) not in body.breaks)
 
         def extra(batch):
             p, _ = batched.truth_at(spec, batch)
             before = batched.kl(p, batched.model_logprobs(model, spec, batch))
-            patch = batched.zero_head(layer, head)
             return batched.kl(p, batched.model_logprobs(model, spec, batch, patch)) - before
 
-        return _Probe(spared, extra, body.max_other)
+        return _Probe(spared, extra, body.max_other, patch=patch)
     if isinstance(body, Patching):
         return _patching_probe(model, spec, body)
     raise TypeError(type(body).__name__)
@@ -239,7 +250,7 @@ def check_claim(
         return _copying(model, c, c.body)
     if c.fraction is not None:
         return _statistical(model, spec, c, examples, seed_, where)
-    probe = _probe(model, spec, c, where)
+    probe = _probe(model, spec, c, where, seed_)
     found = search(
         probe.strategy,
         probe.values,
@@ -254,7 +265,8 @@ def check_claim(
     failed = found.failed
     warnings = () if failed else _trivial(c, probe, spec)  # a vacuous PASS is the risk
     if not failed and isinstance(c.body, Ablation):
-        return _breaks(model, spec, c, c.body, examples, seed_, found.evaluated, warnings)
+        n = found.evaluated
+        return _breaks(model, spec, c, c.body, examples, seed_, n, warnings, probe.patch)
     if not failed:
         return Result(
             c.name,
@@ -307,9 +319,11 @@ def _in_distribution(spec: Spec, rule: str | None, n: int, seed_: int) -> list[l
     return out
 
 
-def _breaks(model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warnings) -> Result:
-    """The ablation's other half: each broken rule's mean excess loss rises enough."""
-    layer, head = head_of(body.head)
+def _breaks(
+    model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warnings, patch
+) -> Result:
+    """The ablation's other half: each broken rule's mean excess loss rises enough
+    under ``patch`` (the claim's zero or mean ablation)."""
     worst = (math.inf, None)
     rng = np.random.default_rng(seed_)
     for rule in body.breaks:
@@ -318,9 +332,7 @@ def _breaks(model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warn
         ctxs = [list(x) for x in built]
         p, _ = batched.truth_at(spec, ctxs)
         before = batched.kl(p, batched.model_logprobs(model, spec, ctxs))
-        after = batched.kl(
-            p, batched.model_logprobs(model, spec, ctxs, batched.zero_head(layer, head))
-        )
+        after = batched.kl(p, batched.model_logprobs(model, spec, ctxs, patch))
         rise = after - before
         n_seen += len(ctxs)
         if rise.mean() < worst[0]:
@@ -350,7 +362,7 @@ def _trivial(c: Claim, probe: _Probe, spec: Spec) -> tuple[str, ...]:
 
 def _statistical(model, spec, c: Claim, examples: int, seed_: int, where) -> Result:
     """Holds on >= fraction p of sampled in-distribution contexts (95% Wilson lower bound)."""
-    probe = _probe(model, spec, c, where)
+    probe = _probe(model, spec, c, where, seed_)
     ctxs = _in_distribution(spec, getattr(c.body, "rule", None), examples, seed_)
     if not ctxs or not isinstance(c.body, RuleHolds | ModelsAgree | Ablation | HeadRole):
         return Result(c.name, c.kind, False, None, 0.0, c.fraction, 0, ("no contexts sampled",))

@@ -14,10 +14,16 @@ Format ``craft-claims/1``::
         head_role: {head: "0.0", role: previous-token, min_score: 0.9}
       - name: induction-needs-L1H0
         ablation: {head: "1.0", breaks: [noun-induction], min_increase: 1.0, max_other: 0.001}
+      - name: induction-needs-L1H0-information
+        ablation: {head: "1.0", breaks: [noun-induction], method: mean}  # or zero (default)
 
 Each claim holds *for all* contexts its strategy generates (a counterexample is shrunk
 to a minimal context) unless it sets ``fraction: p``: then it must hold on at least a
 fraction p of sampled contexts, with 95% confidence (Wilson lower bound).
+
+An ablation replaces the head's output by zero (``method: zero``, the default) or, with
+``method: mean``, at each position by the head's mean output there over sequences
+sampled from the spec (see :class:`Ablation`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from specs.errors import CraftError
 from specs.yamlio import parse_text
 
 Role = Literal["previous-token", "induction", "skip-bigram", "copying"]
+MEAN_SEQUENCES = 128  # reference sample of a mean ablation (sequences of max_len tokens)
 
 
 class _Strict(BaseModel):
@@ -72,13 +79,23 @@ class HeadRole(_Strict):
 
 
 class Ablation(_Strict):
-    """Zeroing head ``"L.H"`` raises the excess loss of each rule in ``breaks`` by at least
-    ``min_increase`` (mean) and of every other rule by at most ``max_other`` (per context)."""
+    """Ablating head ``"L.H"`` raises the excess loss of each rule in ``breaks`` by at least
+    ``min_increase`` (mean) and of every other rule by at most ``max_other`` (per context).
+
+    ``method`` says what replaces the head's output: ``zero`` (nothing: the head is
+    removed) or ``mean`` (at each position, the head's mean output there over
+    ``MEAN_SEQUENCES`` sequences sampled from the spec, seeded by the check's seed; the
+    head then carries no information about the context but keeps its average effect,
+    such as a bias that later layers rely on). Zero ablation can break rules the head
+    has nothing to do with by moving the residual off-distribution; mean ablation
+    cannot do that, but it can break rules whose contexts differ from the average.
+    """
 
     head: str = Field(pattern=r"^\d+\.\d+$")
     breaks: tuple[str, ...] = Field(min_length=1)
     min_increase: float = Field(0.1, gt=0)
     max_other: float = Field(1e-3, ge=0)
+    method: Literal["zero", "mean"] = "zero"
 
 
 class Patching(_Strict):

@@ -22,6 +22,8 @@ from verify.claims import Claim, RuleHolds, WindowOnly, parse_claims
 from verify.defaults import default_claims
 from verify.strategies import fired, window_pairs
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny batches: threads only contend
+
 
 @functools.cache
 def spec_of(name: str):
@@ -177,6 +179,10 @@ def test_claims_file_errors_are_one_line(tmp_path, capsys):
         ("format: craft-claims/1\nclaims: [{name: a, teleport: {}}]", "claims[0]"),
         ("format: craft-claims/1\nclaims: [{rule_holds: {rule: x, max_kl: -1}}]", "max_kl"),
         ("format: craft-claims/1\nclaims: [{head_role: {head: one, role: induction}}]", "head"),
+        (
+            "format: craft-claims/1\nclaims: [{ablation: {head: '1.0', breaks: [x], method: max}}]",
+            "ablation.method",
+        ),
     ]
     for text, where in bad:
         with pytest.raises(CraftError) as e:
@@ -208,6 +214,53 @@ def test_check_cli_json(tmp_path, capsys):
         "threshold",
         "examples",
     }
+
+
+def test_mean_ablation_of_the_induction_head(tmp_path, capsys):
+    """Mean-ablating the crafted induction head (its per-position mean over sampled
+    sequences replaces its output) breaks noun-induction, as zeroing it does. Unlike
+    zeroing, the mean still writes the head's average copy signal where induction does
+    not fire: "breaks nothing else" holds within 0.1 nats but not within 1e-3, and the
+    failure is a minimal context whose extra loss a direct computation confirms."""
+    from specs.sample import sample
+    from specs.truth import encode
+    from verify import batched
+    from verify.claims import MEAN_SEQUENCES
+
+    model, spec = crafted(), spec_of("toy_language")
+    layer, h = head_index(model, "induction:noun-induction")
+    text = f"""
+format: craft-claims/1
+claims:
+  - name: mean
+    ablation: {{head: "{layer}.{h}", breaks: [noun-induction], method: mean, max_other: 0.1}}
+  - name: mean-strict
+    ablation: {{head: "{layer}.{h}", breaks: [noun-induction], method: mean}}
+  - name: zero-strict
+    ablation: {{head: "{layer}.{h}", breaks: [noun-induction]}}
+"""
+    loose, strict, zero = (check_claim(model, spec, c, examples=40) for c in parse_claims(text))
+    assert loose.passed and loose.value >= 1.0  # mean rise of noun-induction's excess loss
+    assert zero.passed and zero.value >= 1.0
+    assert not strict.passed and strict.value > 1e-3
+    ctx = list(encode(spec, strict.counterexample))
+    assert fired(spec, ctx) != "noun-induction"
+    tokens, _ = sample(spec, MEAN_SEQUENCES, spec.max_len, 0)
+    patch = batched.mean_head(layer, h, batched.head_mean(model, tokens, layer, h))
+    p, _ = batched.truth_at(spec, [ctx])
+    extra = batched.kl(p, batched.model_logprobs(model, spec, [ctx], patch)) - batched.kl(
+        p, batched.model_logprobs(model, spec, [ctx])
+    )
+    assert extra[0] == pytest.approx(strict.value, rel=1e-6)
+    # craft check --json: the same keys for a mean ablation as for any claim
+    path, model_path = tmp_path / "c.yaml", tmp_path / "m.safetensors"
+    path.write_text(text.split("  - name: mean-strict")[0])
+    save_model(model, model_path)
+    spec_path = str(specs.library_path("toy_language"))
+    argv = ["check", str(model_path), "--spec", spec_path, "--claims", str(path), "--json"]
+    assert main([*argv, "--examples", "40", "--no-replay"]) == 0
+    (out,) = json.loads(capsys.readouterr().out)["claims"]
+    assert out["passed"] and set(out) == set(zero.to_json())
 
 
 def test_patching_both_directions():
