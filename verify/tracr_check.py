@@ -10,8 +10,8 @@ model came to a wrong output), so ``target()`` climbs towards failures; the thre
 0.5. A failure shrinks to a minimal failing input, which the replay database (the same
 ``.craft/hypothesis`` directory ``craft check`` uses) re-checks first next time.
 
-Hypothesis draws short inputs again and again (each is scored once), so the search
-runs in rounds (reseeded) until about ``samples`` distinct inputs have been scored.
+Hypothesis draws short inputs again and again (each is scored once), so the search's
+budget is three times ``samples``, which scores about ``samples`` distinct inputs.
 When the search passes, the inputs it scored are the sample (agreement 1). When it
 fails, the agreement is measured on ``samples`` freshly drawn inputs plus the minimal
 failure, as an estimate of how often the model is wrong; the minimal failure comes
@@ -34,7 +34,7 @@ from craft.tracr.model import TracrModel
 from verify.search import draw, search
 
 BATCH = 64  # most inputs in one Hypothesis example
-ROUNDS = 8  # Hypothesis repeats short inputs; searches run until `samples` distinct ones
+REPEATS = 3  # Hypothesis draws short inputs again and again: budget for `samples` distinct
 THRESHOLD = 0.5  # a value above it is a disagreement
 
 
@@ -80,19 +80,16 @@ def sampler(database: str | Path | None = None, batch: int = BATCH) -> Sampler:
             return [seen[x] for x in xs]
 
         strategy = inputs(vocab, max_len)
-        for r in range(ROUNDS):  # until `samples` distinct inputs are scored or one fails
-            found = search(
-                strategy,
-                lambda xs: np.array([value(v) for v in judged(xs)]),
-                THRESHOLD,
-                name=replay_key(oracle.program, vocab, max_len),
-                examples=2 * (samples - len(seen)),
-                batch=batch,
-                seed_=seed * 1000 + r,
-                database=database,
-            )
-            if found.failed or len(seen) >= samples:
-                break
+        found = search(
+            strategy,
+            lambda xs: np.array([value(v) for v in judged(xs)]),
+            THRESHOLD,
+            name=replay_key(oracle.program, vocab, max_len),
+            examples=REPEATS * samples,
+            batch=batch,
+            seed_=seed,
+            database=database,
+        )
         if not found.failed:
             return Sampled(list(seen), [])
         minimal = seen[found.failing].failure
