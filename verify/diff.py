@@ -377,7 +377,8 @@ def diff(
     rc, rt = as_runner(crafted), as_runner(trained)
     fc, ft = as_runner(crafted, torch.float32), as_runner(trained, torch.float32)  # causal runs
     roles, matches = match_all(rc, rt, spec, tokens, seed)
-    base_c, base_t = rule_excess(fc, spec, tokens, {}), rule_excess(ft, spec, tokens, {})
+    if matches:  # the ablations' baselines (float32, like the ablated runs)
+        base_c, base_t = rule_excess(fc, spec, tokens, {}), rule_excess(ft, spec, tokens, {})
     results = []
     cache: dict[str, tuple[list, list]] = {}
     for m in matches:
