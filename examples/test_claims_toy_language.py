@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 
+import pytest
+import torch
 from hypothesis import given, settings
 
 import specs
@@ -18,6 +20,16 @@ from verify.assertions import assert_attends, assert_matches_spec
 from verify.strategies import contexts, counterfactual_pairs, random_strings, repeated
 
 SPEC = specs.load_spec(specs.library_path("toy_language"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One context at a time gains nothing from torch's thread pool; on a busy machine
+    its threads only wait for each other (about 6x slower here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @functools.cache

@@ -88,6 +88,7 @@ def mean_head(layer: int, head: int, mean: torch.Tensor) -> dict[str, Callable]:
     :func:`head_mean`); contexts may be shorter than ``W``, not longer."""
 
     def fn(_module, _inputs, out):
+        """Write the mean into the head's slot."""
         out = out.clone()
         out[:, :, head] = mean[: out.shape[1]].to(out.dtype)
         return out

@@ -47,8 +47,6 @@ from verify.strategies import (
     window_pairs,
 )
 
-WINDOW_GROUP = 8  # window_only batches: lists of up to 8 pairs (verify.search.search)
-
 
 @dataclass(frozen=True)
 class Result:
@@ -61,6 +59,7 @@ class Result:
     examples: int
     warnings: tuple[str, ...] = field(default=())
     found_after: int | None = None  # contexts evaluated before the first failure
+    distinct: int | None = None  # distinct contexts among `examples` (not in the JSON)
 
     def to_json(self) -> dict:
         return {
@@ -84,7 +83,6 @@ class _Probe:
     values: object  # Callable[[list[list[int]]], np.ndarray]
     threshold: float
     answers: set = field(default_factory=set)  # distinct expected answers seen
-    group: int = 1  # see verify.search.search: above 1, batches of nested groups
     patch: dict | None = None  # ablation: the hooks that ablate the head
 
 
@@ -130,8 +128,7 @@ def _probe(model: Transformer, spec: Spec, c: Claim, where, seed_: int = 0) -> _
         return _Probe(strat, agree, body.max_kl)
     if isinstance(body, WindowOnly):
         pairs = window_pairs(spec, body.rule, body.window)
-        # a pair costs Hypothesis more than the model: draw about 16 to an example
-        return _Probe(pairs, _window_values(model, spec), body.max_kl, group=WINDOW_GROUP)
+        return _Probe(pairs, _window_values(model, spec), body.max_kl)
     if isinstance(body, HeadRole):
         return _role_probe(model, spec, body)
     if isinstance(body, Ablation):
@@ -260,7 +257,6 @@ def check_claim(
         batch=batch,
         seed_=seed_,
         database=database,
-        group=probe.group,
     )
     failed = found.failed
     warnings = () if failed else _trivial(c, probe, spec)  # a vacuous PASS is the risk
@@ -277,6 +273,7 @@ def check_claim(
             _shown(c, probe.threshold),
             found.evaluated,
             warnings,
+            distinct=found.distinct,
         )
     ctx, value = found.failing, found.value
     shown = ctx[0] if isinstance(ctx, tuple) else ctx
@@ -290,6 +287,7 @@ def check_claim(
         found.evaluated,
         warnings,
         found.found_after,
+        found.distinct,
     )
 
 

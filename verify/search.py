@@ -11,6 +11,11 @@ scores the whole batch at once (one forward pass), and:
 * phases are reuse (the database), generate, target, shrink: a failing batch shrinks
   (Hypothesis deletes items, shortens and simplifies them) to one minimal item.
 
+Hypothesis proposes the same item again and again (shrinking and the target phase
+mutate one item of a batch and keep the rest): each distinct item is scored once and
+remembered, and :class:`Outcome` counts both. ``@seed`` alone switches Hypothesis' database
+off, so the settings are applied after it: seeded runs replay too.
+
 :func:`draw` only samples items from a strategy (no search), for estimates over a
 sample.
 
@@ -43,6 +48,7 @@ class Outcome:
         failing: the minimal item whose value exceeds the threshold, or None.
         value: the value at ``failing`` (None when nothing failed).
         found_after: items scored up to and including the first failing batch.
+        distinct: distinct items among ``evaluated`` (the model ran on these only).
     """
 
     evaluated: int
@@ -50,6 +56,7 @@ class Outcome:
     failing: Any = None
     value: float | None = None
     found_after: int | None = None
+    distinct: int = 0
 
     @property
     def failed(self) -> bool:
@@ -62,6 +69,8 @@ class _Exceeded(AssertionError):
 
 
 def _settings(max_examples: int, database: str | Path | None, phases: list[Phase]) -> settings:
+    """Quiet, deadline-free settings with every health check off (batches are slow to
+    draw on purpose) and the given budget, database and phases."""
     return settings(
         max_examples=max_examples,
         database=DirectoryBasedExampleDatabase(str(database)) if database else None,
@@ -84,13 +93,14 @@ def search(
     batch: int = 64,
     seed_: int = 0,
     database: str | Path | None = None,
-    group: int = 1,
 ) -> Outcome:
     """Search for an item with ``values([item])[0] > threshold``; shrink it to a minimal one.
 
     Args:
         strategy: draws single items (a context, a pair of contexts, a Tracr input...).
         values: scores a batch of items at once, float array ``[N]``; larger is worse.
+            It must be a function of each item alone: an item is scored once, however
+            often Hypothesis proposes it again.
         threshold: an item fails when its value exceeds this.
         name: the ``target()`` label and the database key (one per claim or program).
         examples: about how many items to score before giving up (a drawn batch holds
@@ -98,14 +108,23 @@ def search(
         batch: the most items in one batch.
         seed_: Hypothesis seed.
         database: directory of the replay database (None: no replay).
-        group: above 1, a batch is drawn as a list of lists of up to ``group`` items
-            (about 4 * group items on average instead of 4), for strategies whose items cost
-            Hypothesis more than the model does; a failure still shrinks to one item.
     """
     state: dict[str, Any] = {"n": 0, "worst": -math.inf, "fail": None, "found_after": None}
 
+    memo: dict[Any, float] = {}  # an item's value; shrinking re-proposes the same items
+
+    def scored(items: list) -> np.ndarray:
+        """``values`` of the batch, computed only for items not scored before."""
+        keys = [_hashable(x) for x in items]
+        fresh = {k: x for k, x in zip(keys, items, strict=True) if k not in memo}
+        if fresh:
+            scores = np.asarray(values(list(fresh.values())), dtype=float)
+            memo.update(zip(fresh, scores, strict=True))
+        return np.array([memo[k] for k in keys])
+
     def run(items):
-        scores = np.asarray(values(items), dtype=float)
+        """Score one batch; raise on an item over the threshold."""
+        scores = scored(items)
         state["n"] += len(items)
         worst = int(scores.argmax())
         target(float(scores[worst]), label=name)
@@ -120,27 +139,26 @@ def search(
     # The database key is a digest of the test function (the same source for every
     # search) plus this: one key per claim or program.
     run._hypothesis_internal_add_digest = name.encode()
-    if group > 1:
-        groups = st.lists(strategy, min_size=1, max_size=group)
-        batches = st.lists(groups, min_size=1, max_size=max(1, batch // group)).map(_flat)
-    else:
-        batches = st.lists(strategy, min_size=1, max_size=batch)
+    batches = st.lists(strategy, min_size=1, max_size=batch)
     run = given(batches)(run)
     run = seed(seed_)(run)
     # settings after seed: @seed alone switches the database off
     phases = [Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
-    per_call = 4 * group  # items in a drawn batch, about (4 per list on average)
-    run = _settings(max(1, examples // per_call), database, phases)(run)
+    # a drawn batch holds ~4 items on average
+    run = _settings(max(1, examples // 4), database, phases)(run)
     try:
         run()
     except _Exceeded:
         item, value = state["fail"]
-        return Outcome(state["n"], state["worst"], item, value, state["found_after"])
-    return Outcome(state["n"], state["worst"])
+        return Outcome(state["n"], state["worst"], item, value, state["found_after"], len(memo))
+    return Outcome(state["n"], state["worst"], distinct=len(memo))
 
 
-def _flat(groups: list[list]) -> list:
-    return [x for g in groups for x in g]
+def _hashable(item: Any) -> Any:
+    """``item`` with every list made a tuple, as a memo key."""
+    if isinstance(item, list | tuple):
+        return tuple(_hashable(x) for x in item)
+    return item
 
 
 def draw(strategy: st.SearchStrategy, n: int, seed_: int = 0) -> list:
@@ -152,6 +170,7 @@ def draw(strategy: st.SearchStrategy, n: int, seed_: int = 0) -> list:
     @_settings(max(1, n), None, [Phase.generate])
     @given(strategy)
     def record(item):
+        """Keep the drawn item."""
         drawn.append(item)
 
     record()

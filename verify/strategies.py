@@ -72,12 +72,14 @@ def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[
         anchors, cues = _among(rule.anchor), _among(rule.cue)
 
         def tail_of(draw):
+            """Anchor, gap, cue (the gap drawn first)."""
             gap = draw(gaps)
             return [draw(anchors), *gap, draw(cues)]
     elif isinstance(rule, Induction):
         nouns, gaps = _among(rule.on), st.lists(any_token, min_size=1, max_size=8)
 
         def tail_of(draw):
+            """x, gap, x."""
             x = draw(nouns)
             return [x, *draw(gaps), x]
     else:
@@ -85,6 +87,7 @@ def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[
 
     @st.composite
     def built(draw):
+        """The rule's condition after a random prefix."""
         tail = tail_of(draw)
         room = max(0, min(max_prefix, spec.max_len - len(tail)))
         return (draw(prefixes(room)) + tail)[-spec.max_len :]
@@ -139,6 +142,7 @@ def window_pairs(spec: Spec, rule: str, window: int) -> st.SearchStrategy:
 
     @st.composite
     def pairs(draw):
+        """A context and its far-redrawn twin."""
         tail = draw(tails)
         least = max(0, near + 1 - len(tail))  # at least one far token
         most = max(least, min(least + 24, spec.max_len - len(tail)))

@@ -46,6 +46,7 @@ def inputs(vocab: Sequence[Any], max_len: int) -> st.SearchStrategy[tuple[Any, .
 
     @st.composite
     def one(draw) -> tuple[Any, ...]:
+        """An input: its length, then its tokens."""
         return tuple(draw(token) for _ in range(draw(lengths)))
 
     return one()
@@ -71,9 +72,11 @@ def sampler(database: str | Path | None = None, batch: int = BATCH) -> Sampler:
     """
 
     def sample(oracle: Oracle, vocab: list, max_len: int, samples: int, seed: int) -> Sampled:
+        """Search for a disagreement; on one, measure the agreement on a fresh sample."""
         seen: dict[tuple[Any, ...], Verdict] = {}  # the model and rasp.evaluate are pure
 
         def judged(xs: Sequence[tuple[Any, ...]]) -> list[Verdict]:
+            """Verdicts on ``xs``, running the model only on inputs not seen before."""
             fresh = [x for x in dict.fromkeys(xs) if x not in seen]
             for v in oracle.verdicts(fresh) if fresh else ():
                 seen[v.input] = v
