@@ -32,6 +32,7 @@ from specs.model import Spec
 from specs.sample import sample
 from verify.diff import as_runner, check_fit, rule_excess
 from verify.matching import (
+    MIN_SCORE,
     PATTERN_SEQS,
     RoleScores,
     components,
@@ -214,9 +215,10 @@ def plot(s: Series, out_dir: str | Path) -> list[Path]:
         colour = f"C{k % 10}"
         ax.plot(steps, [p.similarity[comp] for p in s.points], color=colour, label=comp)
         ax.plot(steps, [p.role[comp] for p in s.points], color=colour, linestyle="--")
+    ax.axhline(MIN_SCORE, color="grey", linewidth=0.8)
     ax.set_xlabel("training step")
     ax.set_ylabel("similarity (solid) / best role score (dashed)")
-    ax.set_title("crafted components in the trained model")
+    ax.set_title(f"crafted components in the trained model (grey: {MIN_SCORE}, the match bar)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     paths.append(_save(fig, figures / "series_components.png", atomic_write))
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
