@@ -12,7 +12,9 @@ it learned from) and corrupts each by swapping one token for another token of th
 what a head moves), the current token last (changing it changes every path at once).
 A context where no single same-category swap changes the answer is dropped. Clean and
 corrupt contexts have the same length, so a head's output can move between them
-position by position.
+position by position. A corruption tests the heads that move the swapped token:
+swapping the follower of an earlier occurrence tests an induction head's values, not
+the previous-token head that built its keys (its ablation shows that one).
 
 **Metrics** (:func:`patch`), every loss against the *clean* truth ``p``, in nats::
 
