@@ -10,7 +10,6 @@ component (the match set's head with the best role score).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import numpy as np
@@ -19,6 +18,7 @@ from craft.models import Transformer
 from specs.model import Spec
 from specs.sample import sample
 from verify.claims import Ablation, Claim, HeadRole, Patching, RuleHolds, head_of
+from verify.diff import as_runner
 from verify.head_scores import skip_bigram_scores
 from verify.matching import MIN_SCORE, Match, match_all
 
@@ -125,7 +125,7 @@ def retarget(
     gains ``@unmatched`` in its name, so its claims fail where the function is absent.
     Claims about heads that are not crafted components, and rule claims, are unchanged.
     """
-    runners = [copy.deepcopy(m).double().eval() for m in (crafted, trained)]
+    runners = [as_runner(m) for m in (crafted, trained)]
     length = min(spec.max_len, crafted.cfg.n_ctx - 1, trained.cfg.n_ctx - 1)
     tokens, _ = sample(spec, n_seqs, length, seed)
     _, matches = match_all(*runners, spec, tokens, seed)

@@ -42,7 +42,7 @@ from specs.errors import CraftError
 from specs.model import Spec
 from specs.sample import sample
 from specs.truth import next_dist
-from verify.batched import kl, pad
+from verify.batched import kl, model_logprobs, pad
 
 MIN_TV = 0.5  # a corruption must move the true distribution at least this far (TV)
 N_PAIRS = 32  # pairs per rule
@@ -153,13 +153,6 @@ def _outputs(model: Transformer, tokens: np.ndarray, layers: set[int]) -> dict[i
     return seen
 
 
-def _logprobs(model: Transformer, tokens: np.ndarray, last: np.ndarray, patch: dict) -> np.ndarray:
-    with torch.no_grad(), hooks(model, patch):
-        logits = model(torch.from_numpy(tokens))
-    lp = torch.log_softmax(logits.double(), -1).numpy()
-    return lp[np.arange(len(last)), last]
-
-
 def head_hooks(heads: Sequence[Head], replace: Callable) -> dict[str, Callable]:
     """Forward hooks on ``hook_result`` that overwrite the output of ``heads``.
 
@@ -197,15 +190,14 @@ def patch(
     if not clean:
         return RulePatch(0, 0.0, 0.0, 0.0, 0.0)
     p = np.stack([next_dist(spec, c)[0] for c in clean])
-    tok_c, last = pad(spec, clean)
-    tok_k, _ = pad(spec, bad)
+    tok_c, tok_k = pad(spec, clean)[0], pad(spec, bad)[0]
     layers = {la for la, _ in heads}
     out_c, out_k = _outputs(model, tok_c, layers), _outputs(model, tok_k, layers)
     loss = {
-        "clean": kl(p, _logprobs(model, tok_c, last, {})),
-        "corrupt": kl(p, _logprobs(model, tok_k, last, {})),
-        "cc": kl(p, _logprobs(model, tok_c, last, _swap(heads, out_k))),
-        "kc": kl(p, _logprobs(model, tok_k, last, _swap(heads, out_c))),
+        "clean": kl(p, model_logprobs(model, spec, clean)),
+        "corrupt": kl(p, model_logprobs(model, spec, bad)),
+        "cc": kl(p, model_logprobs(model, spec, clean, _swap(heads, out_k))),
+        "kc": kl(p, model_logprobs(model, spec, bad, _swap(heads, out_c))),
     }
     m = {k: float(v.mean()) for k, v in loss.items()}
     cc, kc = m["cc"] - m["clean"], m["kc"] - m["corrupt"]
