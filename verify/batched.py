@@ -41,8 +41,8 @@ def model_logprobs(
     tokens, last = pad(spec, contexts)
     with torch.no_grad(), hooks(model, patch or {}):
         logits = model(torch.from_numpy(tokens))
-    lp = torch.log_softmax(logits.double(), -1).numpy()
-    return lp[np.arange(len(contexts)), last]
+    at_last = logits[torch.arange(len(contexts)), torch.from_numpy(last)]
+    return torch.log_softmax(at_last.double(), -1).numpy()
 
 
 def truth_at(spec: Spec, contexts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,15 @@ from verify.strategies import (
     repeated,
     window_pairs,
 )
+from verify.sweep import (
+    Sweep,
+    contexts_sweep,
+    counterfactual_sweep,
+    repeated_sweep,
+    window_sweep,
+)
+
+SWEEP_PER_EXAMPLE = 4  # bulk-drawn contexts checked per Hypothesis example
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,18 @@ class _Probe:
     strategy: st.SearchStrategy
     values: object  # Callable[[list[list[int]]], np.ndarray]
     threshold: float
+    sweep: Sweep | None = None  # the same items drawn in bulk (verify.sweep)
     answers: set = field(default_factory=set)  # distinct expected answers seen
     patch: dict | None = None  # ablation: the hooks that ablate the head
 
 
 def _kl_probe(model, spec, c: Claim, body: RuleHolds, where) -> _Probe:
-    probe = _Probe(contexts(spec, rule=body.rule).filter(where), None, body.max_kl)
+    probe = _Probe(
+        contexts(spec, rule=body.rule).filter(where),
+        None,
+        body.max_kl,
+        contexts_sweep(spec, body.rule, where),
+    )
 
     def values(batch):
         p, _ = batched.truth_at(spec, batch)
@@ -125,22 +140,26 @@ def _probe(model: Transformer, spec: Spec, c: Claim, where, seed_: int = 0) -> _
                 batched.model_logprobs(other, spec, batch),
             )
 
-        return _Probe(strat, agree, body.max_kl)
+        some = contexts_sweep(spec, body.rule, lambda ctx: len(ctx) >= 1)
+        return _Probe(strat, agree, body.max_kl, some)
     if isinstance(body, WindowOnly):
         pairs = window_pairs(spec, body.rule, body.window)
-        return _Probe(pairs, _window_values(model, spec), body.max_kl)
+        bulk = window_sweep(spec, body.rule, body.window)
+        return _Probe(pairs, _window_values(model, spec), body.max_kl, bulk)
     if isinstance(body, HeadRole):
         return _role_probe(model, spec, body)
     if isinstance(body, Ablation):
         patch = _ablation(model, spec, body, seed_)
-        spared = contexts(spec).filter(lambda ctx: fired(spec, ctx) not in body.breaks)
+        spares = lambda ctx: fired(spec, ctx) not in body.breaks  # noqa: E731
+        spared = contexts(spec).filter(spares)
 
         def extra(batch):
             p, _ = batched.truth_at(spec, batch)
             before = batched.kl(p, batched.model_logprobs(model, spec, batch))
             return batched.kl(p, batched.model_logprobs(model, spec, batch, patch)) - before
 
-        return _Probe(spared, extra, body.max_other, patch=patch)
+        bulk = contexts_sweep(spec, None, spares)
+        return _Probe(spared, extra, body.max_other, bulk, patch=patch)
     if isinstance(body, Patching):
         return _patching_probe(model, spec, body)
     raise TypeError(type(body).__name__)
@@ -164,7 +183,7 @@ def _patching_probe(model, spec, body: Patching) -> _Probe:
             out = np.maximum(out, batched.kl_between(want, got))
         return out
 
-    return _Probe(pairs, values, body.max_kl)
+    return _Probe(pairs, values, body.max_kl, counterfactual_sweep(spec, body.category, body.rule))
 
 
 def _window_values(model, spec):
@@ -179,17 +198,20 @@ def _role_probe(model, spec, body: HeadRole) -> _Probe:
     layer, head = head_of(body.head)
     if body.role == "previous-token":
         strat = random_strings(spec, 2)
+        bulk = contexts_sweep(spec, None, lambda ctx: len(ctx) >= 2)
         target_of = lambda ctx: [len(ctx) - 1]  # noqa: E731
     elif body.role == "induction":
         strat = repeated(spec)
         if body.rule:
             strat = strat.filter(lambda c: fired(spec, c) == body.rule)
+        bulk = repeated_sweep(spec, body.rule)
 
         def target_of(ctx):  # the positions after every earlier copy of the current token
             return [s + 2 for s in range(len(ctx) - 1) if ctx[s] == ctx[-1]]
     else:
         rule = next(r for r in spec.rules if r.name == body.rule)
         strat = contexts(spec, rule=body.rule)
+        bulk = contexts_sweep(spec, body.rule, lambda ctx: True)
         lo, hi = rule.window
 
         def target_of(ctx):
@@ -204,7 +226,7 @@ def _role_probe(model, spec, body: HeadRole) -> _Probe:
         share = np.array([rows[i, target_of(c)].sum() for i, c in enumerate(batch)])
         return 1.0 - share  # violated when share < min_score
 
-    return _Probe(strat, values, 1.0 - body.min_score)
+    return _Probe(strat, values, 1.0 - body.min_score, bulk)
 
 
 def copying_score(model: Transformer, layer: int, head: int) -> float:
@@ -234,12 +256,16 @@ def check_claim(
     seed_: int = 0,
     database: str | Path | None = None,
     where=None,
+    sweep: int | None = None,
 ) -> Result:
     """Search for a counterexample to ``c`` (or estimate its fraction when statistical).
 
     ``where(ctx) -> bool`` restricts the contexts; by default a claim marked
     ``exact_region`` on a compiled tensor model is restricted to where its stated
     conditions hold (that is where the compiler claims its bound).
+
+    After Hypothesis' phases, a sweep checks ``sweep`` more contexts drawn in bulk
+    (default ``SWEEP_PER_EXAMPLE * examples``; see :mod:`verify.sweep`).
     """
     if where is None:
         where = _region(model, spec) if c.exact_region else (lambda ctx: True)
@@ -257,6 +283,8 @@ def check_claim(
         batch=batch,
         seed_=seed_,
         database=database,
+        sweep=probe.sweep,
+        sweep_n=SWEEP_PER_EXAMPLE * examples if sweep is None else sweep,
     )
     failed = found.failed
     warnings = () if failed else _trivial(c, probe, spec)  # a vacuous PASS is the risk

@@ -24,6 +24,7 @@ Shape glossary: N items in a batch.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
+
+from verify.sweep import Sweep, shrink
 
 Values = Callable[[list], np.ndarray]  # a batch of N items -> float values [N]
 
@@ -93,6 +96,8 @@ def search(
     batch: int = 64,
     seed_: int = 0,
     database: str | Path | None = None,
+    sweep: Sweep | None = None,
+    sweep_n: int = 0,
 ) -> Outcome:
     """Search for an item with ``values([item])[0] > threshold``; shrink it to a minimal one.
 
@@ -108,6 +113,11 @@ def search(
         batch: the most items in one batch.
         seed_: Hypothesis seed.
         database: directory of the replay database (None: no replay).
+        sweep: the breadth phase (:mod:`verify.sweep`), run when Hypothesis found
+            nothing: ``sweep_n`` items drawn in bulk, scored in batches of 256; a failure
+            it finds is shrunk by :func:`verify.sweep.shrink` and stored in the replay
+            database (under its own key), which is checked before anything else.
+        sweep_n: how many items the sweep draws.
     """
     state: dict[str, Any] = {"n": 0, "worst": -math.inf, "fail": None, "found_after": None}
 
@@ -122,12 +132,12 @@ def search(
             memo.update(zip(fresh, scores, strict=True))
         return np.array([memo[k] for k in keys])
 
-    def run(items):
-        """Score one batch; raise on an item over the threshold."""
+    def check(items: list) -> float:
+        """Score one batch and count it; raise on an item over the threshold. Returns the
+        batch's worst value."""
         scores = scored(items)
         state["n"] += len(items)
         worst = int(scores.argmax())
-        target(float(scores[worst]), label=name)
         state["worst"] = max(state["worst"], float(scores[worst]))
         if scores[worst] > threshold:
             # The last failing call is Hypothesis replaying its shrunk minimal batch.
@@ -135,6 +145,16 @@ def search(
             if state["found_after"] is None:
                 state["found_after"] = state["n"]
             raise _Exceeded(name)
+        return float(scores[worst])
+
+    def run(items):
+        """Hypothesis' test: ``check`` the batch, feeding ``target()`` its worst value."""
+        try:
+            worst = check(items)
+        except _Exceeded:
+            target(state["fail"][1], label=name)
+            raise
+        target(worst, label=name)
 
     # The database key is a digest of the test function (the same source for every
     # search) plus this: one key per claim or program.
@@ -146,12 +166,88 @@ def search(
     phases = [Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
     # a drawn batch holds ~4 items on average
     run = _settings(max(1, examples // 4), database, phases)(run)
+    stored = _Stored(database, name) if database and sweep else None
     try:
+        if stored is not None:
+            stored.replay(scored, threshold, check)
         run()
+        if sweep is not None and sweep_n > 0:
+            _sweep(sweep, sweep_n, batch, seed_, scored, threshold, check, state, stored)
     except _Exceeded:
         item, value = state["fail"]
         return Outcome(state["n"], state["worst"], item, value, state["found_after"], len(memo))
     return Outcome(state["n"], state["worst"], distinct=len(memo))
+
+
+SWEEP_BATCH = 512  # items drawn at once in the sweep, then sorted by length
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """Sweep failures in the replay database, under their own key (Hypothesis' entries
+    are choice sequences for its own strategies; these are items, as JSON)."""
+
+    database: str | Path
+    name: str
+
+    @property
+    def _db(self) -> DirectoryBasedExampleDatabase:
+        return DirectoryBasedExampleDatabase(str(self.database))
+
+    @property
+    def _key(self) -> bytes:
+        return b"craft-sweep:" + self.name.encode()
+
+    def save(self, item) -> None:
+        self._db.save(self._key, json.dumps({"item": item}).encode())
+
+    def replay(self, scored, threshold: float, check) -> None:
+        """Forget stored items that now pass; ``check`` the rest (raises on the first)."""
+        db = self._db
+        for blob in list(db.fetch(self._key)):
+            item = _item(json.loads(blob)["item"])
+            if scored([item])[0] <= threshold:
+                db.delete(self._key, blob)
+            else:
+                check([item])
+
+
+def _item(x):
+    """A JSON-decoded item: a pair of contexts comes back as a tuple."""
+    return tuple(x) if x and isinstance(x[0], list) else x
+
+
+def _sweep(
+    sweep: Sweep, n: int, batch: int, seed_: int, scored, threshold, check, state, stored
+) -> None:
+    """``check`` ``n`` items from ``sweep``, drawn ``SWEEP_BATCH`` at a time and checked
+    ``batch`` at a time; a failing batch's shortest failing item is shrunk, stored and
+    raised (as the minimal counterexample)."""
+    rng = np.random.default_rng(seed_)
+    done = 0
+    while done < n:
+        items = sweep.draw(rng, min(SWEEP_BATCH, n - done))
+        if not items:
+            return
+        done += len(items)
+        items.sort(key=_length)  # similar lengths share a forward pass: little padding
+        try:
+            for i in range(0, len(items), batch):
+                check(items[i : i + batch])
+        except _Exceeded:
+            bad = [x for x, v in zip(items, scored(items), strict=True) if v > threshold]
+            small, tried = shrink(
+                min(bad, key=_length), lambda b: scored(b) > threshold, sweep.valid
+            )
+            state["n"] += tried
+            if stored is not None:
+                stored.save(small)
+            state["fail"] = (small, float(scored([small])[0]))
+            raise
+
+
+def _length(item) -> int:
+    return len(item[0]) if isinstance(item, tuple) else len(item)
 
 
 def _hashable(item: Any) -> Any:
