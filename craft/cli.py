@@ -203,7 +203,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     database = None if args.no_replay else REPLAY_DIR
     results = check_all(
-        model, spec, claims, examples=args.examples, seed_=args.seed, database=database
+        model,
+        spec,
+        claims,
+        examples=args.examples,
+        seed_=args.seed,
+        database=database,
+        sweep=args.sweep,
     )
     for r in results:
         for w in r.warnings:
@@ -281,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default claims: statistical, holding on at least this fraction (0 < p <= 1)",
     )
     p.add_argument("--examples", type=int_at_least(1), default=200, help="contexts per claim")
+    p.add_argument(
+        "--sweep",
+        type=int_at_least(0),
+        help="contexts drawn in bulk after Hypothesis (default: 4 x --examples; 0: none)",
+    )
     p.add_argument("--seed", type=int_at_least(0), default=0, help="search seed")
     p.add_argument("--no-replay", action="store_true", help="do not use .craft/hypothesis")
     p.set_defaults(run=cmd_check)

@@ -7,6 +7,10 @@ contexts, evaluated in one forward pass; a failing batch shrinks (Hypothesis del
 elements, shortens lists, lowers token ids) to one minimal context: the shortest with
 the fewest distinct tokens. ``target()`` steers the search towards the worst violation,
 runs are seeded, and a replay database re-checks last run's counterexample first.
+When Hypothesis finds nothing, the probe's :class:`verify.sweep.Sweep` checks
+``SWEEP_PER_EXAMPLE`` times as many contexts (or pairs) again, drawn in bulk under the
+same conditions: breadth at thousands of contexts per second, where Hypothesis gives a
+few hundred.
 """
 
 from __future__ import annotations
@@ -427,9 +431,10 @@ def check_all(
     examples: int = 200,
     seed_: int = 0,
     database: str | Path | None = None,
+    sweep: int | None = None,
 ) -> list[Result]:
     """Check every claim; the replay database (if any) re-checks last failures first."""
     return [
-        check_claim(model, spec, c, examples=examples, seed_=seed_, database=database)
+        check_claim(model, spec, c, examples=examples, seed_=seed_, database=database, sweep=sweep)
         for c in claims
     ]
