@@ -55,6 +55,7 @@ from verify.sweep import (
     contexts_sweep,
     counterfactual_sweep,
     repeated_sweep,
+    sampled_contexts,
     window_sweep,
 )
 
@@ -332,23 +333,6 @@ def _region(model: Transformer, spec: Spec):
     return lambda ctx: all_hold(conds, an, list(ctx))
 
 
-def _in_distribution(spec: Spec, rule: str | None, n: int, seed_: int) -> list[list[int]]:
-    """Up to ``n`` sampled contexts (prefixes of sampled sequences) where ``rule`` fires.
-
-    Samples batches of 64 sequences until ``n`` are found (at most 64 batches), so rare
-    rules get as many contexts as common ones.
-    """
-    want = None if rule is None else spec.rule_names().index(rule)
-    out: list[list[int]] = []
-    for k in range(64):
-        tokens, rule_ids = sample(spec, 64, spec.max_len, seed_ * 1000 + k)
-        hits = np.argwhere(rule_ids == want) if want is not None else np.argwhere(rule_ids >= 0)
-        out += [[int(x) for x in tokens[b, 1 : t + 1]] for b, t in hits[: n - len(out)]]
-        if len(out) >= n:
-            break
-    return out
-
-
 def _breaks(
     model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warnings, patch
 ) -> Result:
@@ -393,7 +377,8 @@ def _trivial(c: Claim, probe: _Probe, spec: Spec) -> tuple[str, ...]:
 def _statistical(model, spec, c: Claim, examples: int, seed_: int, where) -> Result:
     """Holds on >= fraction p of sampled in-distribution contexts (95% Wilson lower bound)."""
     probe = _probe(model, spec, c, where, seed_)
-    ctxs = _in_distribution(spec, getattr(c.body, "rule", None), examples, seed_)
+    rng = np.random.default_rng(seed_)
+    ctxs = sampled_contexts(spec, getattr(c.body, "rule", None), rng, examples, spec.max_len, 64)
     if not ctxs or not isinstance(c.body, RuleHolds | ModelsAgree | Ablation | HeadRole):
         return Result(c.name, c.kind, False, None, 0.0, c.fraction, 0, ("no contexts sampled",))
     values = np.concatenate(

@@ -74,20 +74,31 @@ def rule_contexts(spec: Spec, rule: str | None, rng: np.random.Generator, n: int
             built = [list(c) for c in contexts_for_rule(spec, rule_id, rng, n - n // 2)]
         except CraftError:
             built = []
-    return built + _sampled(spec, rule, rng, n // 2)
+    return built + sampled_contexts(spec, rule, rng, n // 2)
 
 
-def _sampled(spec: Spec, rule: str | None, rng: np.random.Generator, n: int) -> list:
-    """Up to ``n`` prefixes of sampled sequences (``SAMPLED_LEN`` tokens) after which
-    ``rule`` fires (at most 16 batches of 64 sequences, so a rare rule does not stall
-    the sweep)."""
+def sampled_contexts(
+    spec: Spec,
+    rule: str | None,
+    rng: np.random.Generator,
+    n: int,
+    length: int = SAMPLED_LEN,
+    batches: int = 16,
+) -> list:
+    """Up to ``n`` prefixes of sequences sampled from the spec (``length`` tokens, at most
+    ``spec.max_len``) after which ``rule`` fires (any rule when ``None``).
+
+    Samples up to ``batches`` batches of 64 sequences, taking a random subset of each
+    batch's hits, until ``n`` are found: rare rules get as many contexts as the budget
+    allows, and a shadowed rule does not stall.
+    """
     want = None if rule is None else spec.rule_names().index(rule)
     out: list[list[int]] = []
-    for _ in range(16):
+    for _ in range(batches):
         if len(out) >= n:
             break
-        length = min(spec.max_len, SAMPLED_LEN)
-        tokens, rule_ids = sample(spec, 64, length, int(rng.integers(2**31)))
+        seed = int(rng.integers(2**31))
+        tokens, rule_ids = sample(spec, 64, min(spec.max_len, length), seed)
         hits = np.argwhere(rule_ids >= 0 if want is None else rule_ids == want)
         hits = hits[rng.permutation(len(hits))[: n - len(out)]]
         out += [tokens[b, 1 : t + 1].tolist() for b, t in hits]
