@@ -221,11 +221,14 @@ def _sweep(
     sweep: Sweep, n: int, batch: int, seed_: int, scored, threshold, check, state, stored
 ) -> None:
     """``check`` ``n`` items from ``sweep``, drawn ``SWEEP_BATCH`` at a time and checked
-    ``batch`` at a time; a failing batch's shortest failing item is shrunk, stored and
+    ``batch`` at a time (at most ``4 * n / SWEEP_BATCH`` draws, since a rare rule's draws
+    come back short); a failing batch's shortest failing item is shrunk, stored and
     raised (as the minimal counterexample)."""
     rng = np.random.default_rng(seed_)
     done = 0
-    while done < n:
+    for _ in range(4 * math.ceil(n / SWEEP_BATCH)):  # a rare rule yields few per draw
+        if done >= n:
+            return
         items = sweep.draw(rng, min(SWEEP_BATCH, n - done))
         if not items:
             return

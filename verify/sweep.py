@@ -64,7 +64,7 @@ def rule_contexts(spec: Spec, rule: str | None, rng: np.random.Generator, n: int
     build (shadowed) gets sampled contexts only.
     """
     if rule == "start":
-        return [[]]
+        return []  # its one context, the empty one, is Hypothesis' first draw
     if rule is None:
         lengths = rng.integers(0, min(MAX_PREFIX + 4, spec.max_len) + 1, size=n - n // 2)
         built = [rng.integers(0, len(spec.vocab), size=k).tolist() for k in lengths]
