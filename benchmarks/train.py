@@ -17,9 +17,11 @@ induction       noun-induction                                          0.12
 =============== ======================================================= =========
 
 A group's figure pools its rules' positions. Reported: steps, wall time, seconds per
-step, the device, and each group against the published figure. The full 5000 steps take
-hours on the 2-core development CPU; use ``--steps 300`` there for a smoke run and the
-GPU for the real figure.
+step, the device, and each group against the published figure. Measured: the standard
+family (``craft train``'s default) takes 4873 s for 5000 steps on the 2-core development
+CPU (``--family standard --device cpu --threads 2``) and 76 s on an H100; the tensor
+family about 2 s per step on that CPU and 137 s on the H100. Use ``--steps 300`` for a
+smoke run.
 """
 
 from __future__ import annotations
