@@ -9,7 +9,10 @@ scores the whole batch at once (one forward pass), and:
 * a ``DirectoryBasedExampleDatabase`` (when ``database`` is given) stores the failure
   and replays it first next time, keyed by ``name``;
 * phases are reuse (the database), generate, target, shrink: a failing batch shrinks
-  (Hypothesis deletes items, shortens and simplifies them) to one minimal item.
+  (Hypothesis deletes items, shortens and simplifies them) to one minimal item;
+* then, when a :class:`verify.sweep.Sweep` is given and nothing failed, many more items
+  drawn in bulk; a failure there is shrunk by :func:`verify.sweep.shrink` and stored
+  under its own key, replayed before Hypothesis runs.
 
 Hypothesis proposes the same item again and again (shrinking and the target phase
 mutate one item of a batch and keep the rest): each distinct item is scored once and
@@ -114,7 +117,7 @@ def search(
         seed_: Hypothesis seed.
         database: directory of the replay database (None: no replay).
         sweep: the breadth phase (:mod:`verify.sweep`), run when Hypothesis found
-            nothing: ``sweep_n`` items drawn in bulk, scored in batches of 256; a failure
+            nothing: ``sweep_n`` items drawn in bulk, scored ``batch`` at a time; a failure
             it finds is shrunk by :func:`verify.sweep.shrink` and stored in the replay
             database (under its own key), which is checked before anything else.
         sweep_n: how many items the sweep draws.
@@ -182,32 +185,23 @@ def search(
 SWEEP_BATCH = 512  # items drawn at once in the sweep, then sorted by length
 
 
-@dataclass(frozen=True)
 class _Stored:
     """Sweep failures in the replay database, under their own key (Hypothesis' entries
     are choice sequences for its own strategies; these are items, as JSON)."""
 
-    database: str | Path
-    name: str
-
-    @property
-    def _db(self) -> DirectoryBasedExampleDatabase:
-        return DirectoryBasedExampleDatabase(str(self.database))
-
-    @property
-    def _key(self) -> bytes:
-        return b"craft-sweep:" + self.name.encode()
+    def __init__(self, database: str | Path, name: str) -> None:
+        self.db = DirectoryBasedExampleDatabase(str(database))
+        self.key = b"craft-sweep:" + name.encode()
 
     def save(self, item) -> None:
-        self._db.save(self._key, json.dumps({"item": item}).encode())
+        self.db.save(self.key, json.dumps({"item": item}).encode())
 
     def replay(self, scored, threshold: float, check) -> None:
         """Forget stored items that now pass; ``check`` the rest (raises on the first)."""
-        db = self._db
-        for blob in list(db.fetch(self._key)):
+        for blob in list(self.db.fetch(self.key)):
             item = _item(json.loads(blob)["item"])
             if scored([item])[0] <= threshold:
-                db.delete(self._key, blob)
+                self.db.delete(self.key, blob)
             else:
                 check([item])
 

@@ -125,8 +125,9 @@ def repeated_sweep(spec: Spec, rule: str | None) -> Sweep:
 
     def draw(rng, n):
         lengths = rng.integers(1, spec.max_len // 2 + 1, size=n)
-        seqs = [rng.integers(0, len(spec.vocab), size=k).tolist() for k in lengths]
-        return [s + s for s in seqs if rule is None or fired(spec, s + s) == rule]
+        halves = [rng.integers(0, len(spec.vocab), size=k).tolist() for k in lengths]
+        doubled = [h + h for h in halves]
+        return [c for c in doubled if rule is None or fired(spec, c) == rule]
 
     return Sweep(draw, valid)
 
