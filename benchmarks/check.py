@@ -21,7 +21,7 @@ from rich.table import Table
 
 import specs
 from craft.compiler import compile_spec
-from craft.models import ModelConfig, Transformer
+from craft.models import ModelConfig, Transformer, component_records
 from craft.models.layout import Direction
 from verify.check import SWEEP_PER_EXAMPLE, check_claim
 from verify.claims import Claim, HeadRole, RuleHolds, WindowOnly
@@ -73,7 +73,7 @@ def throughput(examples: int) -> list[tuple]:
 
 def _edit_window(model):
     attn, lay = model.blocks[0].attn, model.layout
-    h = next(c["head"] for c in model.meta["components"] if c["name"] == "skip0")
+    h = next(r.head for r in component_records(model) if r.name == "skip0")
     for t in range(10, SPEC.max_len + 1):
         j = int(attn.W_Q[h][lay.index(Direction("pos", t))].abs().argmax())
         attn.W_K[h][lay.index(Direction("pos", t - 9)), j] = 0

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from craft.models import Transformer
+from craft.models import ComponentRecord, Transformer, component_records
 
 
 def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
         ),
         "spec": meta.get("spec"),
         "compiler": meta.get("compiler"),
-        "components": list(meta.get("components") or []),
+        "components": [r.to_json() for r in component_records(model)],
         "constants": dict(meta.get("constants") or {}),
         "bounds": dict(meta.get("bounds") or {}),
         "conditions": list(meta.get("conditions") or []),
@@ -109,10 +109,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print("directions: " + " ".join(s["directions"]), soft_wrap=True)
     if s["components"]:
         t = _table("components", "layer", "sublayer", "component", "kind", text=4)
-        for c in s["components"]:
-            t.add_row(
-                str(c.get("layer")), c.get("sublayer", ""), c.get("name", ""), c.get("kind", "")
-            )
+        for r in map(ComponentRecord.from_json, s["components"]):
+            t.add_row(str(r.layer), r.sublayer, r.name, r.kind.value)
         console.print(t)
     if s["constants"]:
         t = _table("constants", "constant", "value")

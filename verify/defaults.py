@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from craft.models import Transformer
+from craft.models import ComponentKind, ComponentRecord, Transformer, component_records
 from specs.model import Spec
 from specs.sample import sample
 from verify.claims import Ablation, Claim, HeadRole, Patching, RuleHolds, head_of
@@ -27,7 +27,11 @@ DEFAULT_KL = 1e-3
 
 
 def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
-    """Claims read from a crafted model's metadata (its bounds and components)."""
+    """Claims read from a crafted model's metadata (its bounds and components).
+
+    One ``holds:<rule>`` per rule, then per attention component the claims of its kind
+    (:func:`_head_claims`).
+    """
     bounds = crafted.meta.get("bounds") or {}
     claims = [
         Claim(
@@ -38,55 +42,49 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
         for name in spec.rule_names()
         if name != "start"
     ]
-    heads = _heads(crafted)
     kinds = {r.name: type(r).__name__ for r in spec.rules}
-    for (layer, index), comp in heads.items():
-        head = f"{layer}.{index}"
-        kind, name = comp["kind"], comp["name"]
-        if kind == "PrevToken":
-            claims.append(
-                Claim(
-                    f"role:{name}", HeadRole(head=head, role="previous-token", min_score=ROLE_SCORE)
-                )
-            )
-            broken = tuple(n for n, k in kinds.items() if k in ("Trigram", "Induction"))
-        elif kind == "InductionHead":
-            rule = comp["rules"][0]
-            claims.append(
-                Claim(
-                    f"role:{name}",
-                    HeadRole(head=head, role="induction", rule=rule, min_score=ROLE_SCORE),
-                )
-            )
-            claims.append(
-                Claim(f"copying:{name}", HeadRole(head=head, role="copying", min_score=ROLE_SCORE))
-            )
-            broken = (rule,)
-        elif kind == "Detector":
-            broken = tuple(comp.get("rules", ()))
-            claims += [
-                Claim(
-                    f"role:{name}:{r}",
-                    HeadRole(head=head, role="skip-bigram", rule=r, min_score=ROLE_SCORE),
-                )
-                for r in broken
-            ]
-        else:
-            continue
-        if broken:
-            claims.append(
-                Claim(f"ablate:{name}", Ablation(head=head, breaks=broken, min_increase=0.1))
-            )
+    for rec in sorted(_heads(crafted), key=lambda r: (r.layer, r.head)):
+        claims += _head_claims(rec, kinds)
     return tuple(claims)
 
 
-def _heads(model: Transformer) -> dict[tuple[int, int], dict]:
-    """(layer, head index) -> the compiler's record of the component there."""
-    return {
-        (c["layer"], c["head"]): c
-        for c in model.meta.get("components", [])
-        if c.get("sublayer") == "attn" and "head" in c
-    }
+def _head_claims(rec: ComponentRecord, kinds: dict[str, str]) -> list[Claim]:
+    """Role claims of one attention component, then ``ablate:<name>``: zero-ablating the
+    head breaks the rules it serves (the previous-token head: every trigram and
+    induction rule, which read ``prev``)."""
+    head, name = f"{rec.layer}.{rec.head}", rec.name
+    claims = []
+    if rec.kind == ComponentKind.PREVIOUS_TOKEN:
+        role = HeadRole(head=head, role="previous-token", min_score=ROLE_SCORE)
+        claims.append(Claim(f"role:{name}", role))
+        broken = tuple(n for n, k in kinds.items() if k in ("Trigram", "Induction"))
+    elif rec.kind == ComponentKind.INDUCTION:
+        rule = rec.rules[0]
+        role = HeadRole(head=head, role="induction", rule=rule, min_score=ROLE_SCORE)
+        claims.append(Claim(f"role:{name}", role))
+        copying = HeadRole(head=head, role="copying", min_score=ROLE_SCORE)
+        claims.append(Claim(f"copying:{name}", copying))
+        broken = (rule,)
+    elif rec.kind == ComponentKind.SKIP_DETECTOR:
+        broken = rec.rules
+        claims += [
+            Claim(
+                f"role:{name}:{r}",
+                HeadRole(head=head, role="skip-bigram", rule=r, min_score=ROLE_SCORE),
+            )
+            for r in broken
+        ]
+    else:  # trigram-head, readout-head: no named role, but their rules need them
+        broken = rec.rules
+    if broken:
+        ablate = Ablation(head=head, breaks=broken, min_increase=0.1)
+        claims.append(Claim(f"ablate:{name}", ablate))
+    return claims
+
+
+def _heads(model: Transformer) -> tuple[ComponentRecord, ...]:
+    """The compiler's records of the model's attention components."""
+    return tuple(r for r in component_records(model) if r.sublayer == "attn")
 
 
 def for_trained(

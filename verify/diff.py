@@ -3,8 +3,9 @@
 Shape glossary: B sequences, T columns (BOS at column 0), O logits, L layers, H heads,
 D d_model.
 
-:func:`diff` compares a crafted model (its ``meta["components"]`` say which head does
-what) with a trained one on the same sampled tokens:
+:func:`diff` compares a crafted model (its component records,
+:func:`craft.models.component_records`, say which head does what) with a trained one on
+the same sampled tokens:
 
 1. behaviour per rule of both models (:func:`verify.behaviour.evaluate`) and their
    agreement ``KL(crafted || trained)`` per rule;
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from craft.models import Transformer, hooks
+from craft.models import ComponentRecord, Transformer, component_records, hooks
 from specs.errors import CraftError
 from specs.model import Spec
 from specs.sample import sample
@@ -48,13 +49,7 @@ from verify.batched import kl, kl_between
 from verify.behaviour import Evaluation, evaluate
 from verify.circuits import Composition, composition, direct_path
 from verify.factored import ZERO_TOL, norm, similarity
-from verify.matching import (
-    Component,
-    Head,
-    Match,
-    RoleScores,
-    match_all,
-)
+from verify.matching import Head, Match, RoleScores, match_all
 from verify.patching import RulePatch, head_hooks, pairs, patch
 from verify.report import Panel, panels
 
@@ -253,7 +248,7 @@ def _patching(
     rc: Transformer,
     rt: Transformer,
     spec: Spec,
-    comp: Component,
+    comp: ComponentRecord,
     m: Match,
     abl: Ablation,
     cache: dict[str, tuple[list, list]],
@@ -357,7 +352,7 @@ def diff(
     """Compare a crafted model with a trained one (see the module docstring).
 
     Args:
-        crafted: the compiled model; its ``meta["components"]`` name the heads to match.
+        crafted: the compiled model; its component records name the heads to match.
         trained: the model to judge (any model of either family with the same vocabulary).
         spec: the spec both were made for (gives the ground truth and the rules).
         n_seqs: sequences sampled from the spec (behaviour and ablations).
@@ -388,7 +383,7 @@ def diff(
         patched = _patching(fc, ft, spec, comp, m, abl_c, cache, seed)
         hurt, relied, verdict = _verdict(abl_c, abl_t, patched)
         results.append(ComponentDiff(m, abl_c, abl_t, hurt, relied, verdict, patched))
-    others = tuple(c["name"] for c in crafted.meta.get("components", []) if "head" not in c)
+    others = tuple(r.name for r in component_records(crafted) if r.sublayer == "mlp")
     trained_comp = all_compositions(rt)
     return Diff(
         spec=spec.name,

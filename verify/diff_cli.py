@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from craft.models import load_model
+from craft.models import component_records, load_model
 from specs.errors import CraftError
 from specs.load import load_spec
 from verify.diff import Diff, diff
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``craft diff``; returns 0. Raises CraftError on bad files or models."""
     crafted = load_model(args.crafted)
     spec = load_spec(args.spec)
-    if not crafted.meta.get("components"):
+    if not component_records(crafted):
         raise CraftError(
             "the crafted model names no components",
             where=args.crafted,

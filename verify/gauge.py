@@ -21,11 +21,13 @@ D d_model, E d_head, H heads. Row-vector convention (``x [D]``, reads ``x W``).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 import torch
 
+from craft.models.components import ComponentRecord, component_records
 from craft.models.transformer import Transformer
 
 Residual = Literal["invertible", "orthogonal", "none"]
@@ -123,6 +125,14 @@ def _permute(
     return perms
 
 
+def _moved(
+    records: tuple[ComponentRecord, ...], perms: list[list[int]]
+) -> tuple[ComponentRecord, ...]:
+    """Records whose head indices follow ``perms`` (``perms[layer][new]`` is the old index)."""
+    back = [{old: new for new, old in enumerate(p)} for p in perms]
+    return tuple(r if r.head is None else replace(r, head=back[r.layer][r.head]) for r in records)
+
+
 def apply_gauge(
     model: Transformer,
     rng: np.random.Generator,
@@ -135,7 +145,7 @@ def apply_gauge(
     """A new model computing the same function (logits, or log-probs with ``logit_shift``).
 
     The copy's ``meta["gauge"]["head_perm"][layer][i]`` is the original index of its head
-    ``i``, and ``meta["components"]`` head indices follow the permutation. The residual
+    ``i``, and its component records' head indices follow the permutation. The residual
     layout is dropped (a change of basis mixes the named directions).
     """
     dtype = next(model.parameters()).dtype
@@ -155,10 +165,7 @@ def apply_gauge(
     out.load_state_dict(state, strict=True)
     out = out.to(dtype).eval()
     out.meta = copy.deepcopy(model.meta)
-    if perms is not None:
-        back = [{old: new for new, old in enumerate(p)} for p in perms]
-        for rec in out.meta.get("components", []):
-            if "head" in rec:
-                rec["head"] = back[rec["layer"]][rec["head"]]
+    if perms is not None and out.meta.get("components"):
+        out.meta["components"] = [r.to_json() for r in _moved(component_records(model), perms)]
     out.meta["gauge"] = {"residual": residual, "heads": heads, "head_perm": perms}
     return out

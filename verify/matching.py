@@ -3,7 +3,8 @@
 Shape glossary: L layers, H heads (of the trained model), V input tokens, O logits,
 P positions.
 
-For each crafted attention component (``meta["components"]`` records with a head index):
+For each crafted attention component (a :class:`craft.models.ComponentRecord` with a
+head index):
 
 1. **Circuits compared.** Of the crafted head's token QK, position QK (only when both
    models have learned positions) and OV, the *relevant* ones are those carrying at least
@@ -13,11 +14,11 @@ For each crafted attention component (``meta["components"]`` records with a head
    zero (the tensor family builds its patterns from products of token and position
    terms) is judged by its role score alone ("role" basis).
    Roles (attention behaviour, :mod:`verify.head_scores`): previous-token for
-   ``PrevToken``; for ``InductionHead`` the smaller of prefix matching on the rule's
+   ``previous-token``; for ``induction`` the smaller of prefix matching on the rule's
    tokens and the copying score (an induction head must do both), skip-bigram
-   (attention from a cue to the anchors in its window) for ``Detector``; any other
-   kind's role is the cosine of its raw attention patterns with the trained head's on
-   the same sampled tokens.
+   (attention from a cue to the anchors in its window) for ``skip-detector``; any other
+   kind's role (``trigram-head``, ``readout-head``) is the cosine of its raw attention
+   patterns with the trained head's on the same sampled tokens.
 2. **Per-head similarity.** For every trained head: the cosine of each relevant circuit
    with the crafted one (:func:`verify.factored.similarity`, row-centred for OV and for
    softmax QK), averaged over the relevant circuits.
@@ -40,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from craft.models.components import ComponentKind, ComponentRecord, component_records
 from craft.models.hooks import hooks
 from craft.models.transformer import Transformer
 from specs.model import Induction, SkipBigram, Spec, Trigram
@@ -59,23 +61,12 @@ GAIN = 1e-3  # a head joins a set only if it raises the set's similarity by more
 CIRCUITS = ("qk_tokens", "qk_positions", "ov")
 # named roles; other kinds are judged by the similarity of their attention patterns
 ROLE_OF_KIND = {
-    "PrevToken": "previous_token",
-    "InductionHead": "induction",
-    "Detector": "skip_bigram",
+    ComponentKind.PREVIOUS_TOKEN: "previous_token",
+    ComponentKind.INDUCTION: "induction",
+    ComponentKind.SKIP_DETECTOR: "skip_bigram",
 }
 
 Head = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Component:
-    """A crafted attention component: ``meta["components"]`` record with a head index."""
-
-    name: str
-    kind: str
-    layer: int
-    head: int
-    rules: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ class HeadScore:
 class Match:
     """A component's match set in the trained model."""
 
-    component: Component
+    component: ComponentRecord  # an attention record (head not None)
     basis: tuple[str, ...]  # circuit kinds compared (empty: judged by the role score)
     role: str  # previous_token, prefix_matching or pattern
     crafted_role: float | None  # the crafted head's own named role score
@@ -109,7 +100,8 @@ class Match:
         return bool(self.heads)
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "tokens"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("tokens", "component")}
+        return {"component": self.component.to_json(), **out}
 
 
 @dataclass(frozen=True)
@@ -130,13 +122,9 @@ class RoleScores:
         }
 
 
-def components(model: Transformer) -> list[Component]:
+def components(model: Transformer) -> list[ComponentRecord]:
     """The attention components recorded by the compiler (none for trained models)."""
-    return [
-        Component(c["name"], c["kind"], c["layer"], c["head"], tuple(c.get("rules", ())))
-        for c in model.meta.get("components", [])
-        if "head" in c
-    ]
+    return [r for r in component_records(model) if r.head is not None]
 
 
 def rule_tokens(spec: Spec, rules: tuple[str, ...]) -> tuple[int, ...]:
@@ -155,34 +143,36 @@ def rule_tokens(spec: Spec, rules: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def role_scores(
-    model: Transformer, spec: Spec, comps: list[Component], seed: int = 0
+    model: Transformer, spec: Spec, comps: list[ComponentRecord], seed: int = 0
 ) -> RoleScores:
     """Previous-token, copying, prefix-matching (per induction rule) and skip-bigram (per
     detector component, over its rules) scores of every head."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     copying = [[copying_score(model, la, h) for h in range(n_heads)] for la in range(n_layers)]
     prefix = {}
-    for c in (c for c in comps if c.kind == "InductionHead"):
+    for c in (c for c in comps if c.kind == ComponentKind.INDUCTION):
         for rule, on in ((r, list(rule_tokens(spec, (r,)))) for r in c.rules):
             if len(on) >= 2:
                 prefix[rule] = prefix_matching_scores(model, on=on, tokens=on, seed=seed)
     skip = {
         c.name: skip_bigram_scores(model, spec, list(c.rules), seed=seed)
         for c in comps
-        if c.kind == "Detector" and c.rules
+        if c.kind == ComponentKind.SKIP_DETECTOR and c.rules
     }
     copies = np.array(copying).reshape(n_layers, n_heads)
     return RoleScores(previous_token_scores(model, seed=seed), copies, prefix, skip)
 
 
-def role_of(component: Component, roles: RoleScores) -> np.ndarray | None:
-    """The ``[L, H]`` role score that judges ``component``, or None."""
-    if component.kind == "PrevToken":
+def role_of(component: ComponentRecord, roles: RoleScores) -> np.ndarray | None:
+    """The ``[L, H]`` role score that judges ``component``, or None (pattern similarity)."""
+    if component.kind == ComponentKind.PREVIOUS_TOKEN:
         return roles.previous_token
-    if component.kind == "Detector":
+    if component.kind == ComponentKind.SKIP_DETECTOR:
         return roles.skip_bigram.get(component.name)
+    if component.kind != ComponentKind.INDUCTION:
+        return None
     hits = [roles.prefix_matching[r] for r in component.rules if r in roles.prefix_matching]
-    if not hits or component.kind != "InductionHead":
+    if not hits:
         return None
     return np.minimum(hits[0], np.maximum(roles.copying, 0.0))  # matches prefixes AND copies
 
@@ -243,7 +233,7 @@ def add(items: list[Matrix]) -> Matrix:
     return Factored(left, np.concatenate([c.right for c in items]), sum(c.reference for c in items))
 
 
-def relevant(model: Transformer, other: Transformer, comp: Component) -> tuple[str, ...]:
+def relevant(model: Transformer, other: Transformer, comp: ComponentRecord) -> tuple[str, ...]:
     """The crafted head's circuits that carry weight (see the module docstring)."""
     learned = model.cfg.positions == other.cfg.positions == "learned"
     kinds = [k for k in CIRCUITS if k != "qk_positions" or learned]
@@ -259,7 +249,7 @@ def match(
     crafted: Transformer,
     trained: Transformer,
     spec: Spec,
-    comp: Component,
+    comp: ComponentRecord,
     roles: RoleScores,
     crafted_roles: RoleScores,
     patterns: tuple[np.ndarray, np.ndarray],

@@ -177,7 +177,7 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
     for c in d.components:
         m = c.match
         lines.append(
-            f"| {m.component.name} | {m.component.kind} | L{m.component.layer}"
+            f"| {m.component.name} | {m.component.kind.value} | L{m.component.layer}"
             f"H{m.component.head} | {_heads(m.heads)} | {_f(m.similarity)} | "
             f"{effect(c)} | {carried(c)} | **{c.verdict}** |"
         )
@@ -287,7 +287,7 @@ def _component_section(c: ComponentDiff, figures: list[Panel]) -> list[str]:
     basis = ", ".join(m.basis) or f"role score ({m.role})"
     lines = [
         "",
-        f"### {comp.name} ({comp.kind}, crafted L{comp.layer}H{comp.head}): {c.verdict}",
+        f"### {comp.name} ({comp.kind.value}, crafted L{comp.layer}H{comp.head}): {c.verdict}",
         "",
         f"Compared by: {basis}; rules: {', '.join(comp.rules) or '-'}; crafted role "
         f"score: {_f(m.crafted_role)}. Match: {_heads(m.heads)} at similarity "

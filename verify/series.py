@@ -170,7 +170,7 @@ def series(
     """The curves of every checkpoint in ``run_dir`` against ``crafted``.
 
     Args:
-        crafted: the compiled model (its ``meta["components"]`` name what to track).
+        crafted: the compiled model (its component records name what to track).
         run_dir: a folder of ``step_NNNNNN.safetensors`` checkpoints.
         spec: the spec both were made for.
         n_seqs: sampled sequences per checkpoint (the same ones for every checkpoint).

@@ -11,7 +11,8 @@ from craft.compiler.analysis import Analysis, analyse
 from craft.compiler.assemble import assemble
 from craft.compiler.conditions import Condition, all_hold, tensor_conditions
 from craft.compiler.constants import Constants, derive
-from craft.compiler.plan import Plan, plan
+from craft.compiler.plan import Plan, plan, reads, writes
+from craft.models.components import ComponentRecord
 from craft.models.transformer import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
@@ -57,17 +58,28 @@ def compile_spec(spec: Spec, family: str = "standard") -> Compiled:
 
 
 def _components(p: Plan) -> list[dict]:
-    """One record per component: layer, sublayer, head index (its place in the layer)."""
-    out = []
+    """One :class:`ComponentRecord` per component, as JSON, in layer then head order.
+
+    A component's head index is its place among the heads of its layer; its reads and
+    writes are the plan's (:func:`craft.compiler.plan.reads`/``writes``), sorted.
+    """
+    records = []
     for slot in sorted(set(p.slots.values())):
         for index, c in enumerate(p.layer(slot)):
-            rules = list(c.rules) if hasattr(c, "rules") else [c.rule] if hasattr(c, "rule") else []
-            rec = {"name": c.name, "kind": type(c).__name__, "layer": slot // 2}
-            rec |= {"sublayer": c.sublayer, "rules": rules}
-            if c.sublayer == "attn":
-                rec["head"] = index
-            out.append(rec)
-    return out
+            rules = c.rules if hasattr(c, "rules") else (c.rule,) if hasattr(c, "rule") else ()
+            records.append(
+                ComponentRecord(
+                    name=c.name,
+                    kind=c.kind,
+                    layer=slot // 2,
+                    sublayer=c.sublayer,
+                    head=index if c.sublayer == "attn" else None,
+                    rules=tuple(rules),
+                    reads=tuple(sorted(reads(c, p.analysis), key=str)),
+                    writes=tuple(sorted(writes(c, p.analysis), key=str)),
+                )
+            )
+    return [r.to_json() for r in records]
 
 
 __all__ = ["Compiled", "Condition", "all_hold", "analyse", "compile_spec", "COMPILER_VERSION"]

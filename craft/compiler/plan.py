@@ -18,19 +18,20 @@ attention layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import networkx as nx
 
 from craft.compiler.analysis import Analysis, RuleInfo
+from craft.models.components import ComponentKind, Sublayer
 from craft.models.layout import BOS_DIR, ONE, Direction, Layout
-
-Sublayer = Literal["attn", "mlp"]
 
 
 @dataclass(frozen=True)
 class PrevToken:
     """Layer-0 head copying ``x[t-1]`` into ``prev:*``."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.PREVIOUS_TOKEN
 
     name: str = "prev-token"
     sublayer: Sublayer = "attn"
@@ -44,6 +45,8 @@ class Detector:
     at most one rule's cue matches ``x[t]`` and each anchor token belongs to one rule.
     """
 
+    kind: ClassVar[ComponentKind] = ComponentKind.SKIP_DETECTOR
+
     rules: tuple[str, ...]
     window: tuple[int, int]
     name: str = ""
@@ -54,6 +57,8 @@ class Detector:
 class TrigramAnd:
     """MLP unit: ``fire:r = [x[t-1] in A] AND [x[t] in B]`` from ``prev:*`` and ``tok:*``."""
 
+    kind: ClassVar[ComponentKind] = ComponentKind.TRIGRAM_AND
+
     rule: str
     name: str = ""
     sublayer: Sublayer = "mlp"
@@ -62,6 +67,8 @@ class TrigramAnd:
 @dataclass(frozen=True)
 class InductionHead:
     """Head attending from ``x[t]`` to the position after its earliest earlier occurrence."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.INDUCTION
 
     rule: str
     gates: tuple[str, ...]
@@ -76,6 +83,8 @@ class Readout:
     When the rule fires first they cancel the direct path (``-tok:v``) and the boosts of
     lower deterministic rules firing with it (``-fire:l``) and write ``read:r``.
     """
+
+    kind: ClassVar[ComponentKind] = ComponentKind.READOUT
 
     rule: str
     gates: tuple[str, ...]

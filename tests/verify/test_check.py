@@ -13,7 +13,7 @@ from hypothesis import given, settings
 import specs
 from craft.cli import main
 from craft.compiler import compile_spec
-from craft.models import save_model
+from craft.models import component_records, save_model
 from craft.models.layout import Direction
 from specs.errors import CraftError
 from verify.behaviour import evaluate
@@ -39,8 +39,8 @@ def holds(rule: str, max_kl: float = 1e-6) -> Claim:
 
 
 def head_index(model, name: str) -> tuple[int, int]:
-    comp = next(c for c in model.meta["components"] if c["name"] == name)
-    return comp["layer"], comp["head"]
+    comp = next(r for r in component_records(model) if r.name == name)
+    return comp.layer, comp.head
 
 
 @pytest.mark.parametrize("family", ["standard", "tensor"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from craft.compiler import compile_spec
-from craft.models import ModelConfig, Transformer
+from craft.models import ComponentKind, ModelConfig, Transformer, component_records
 from specs import library_path, load_spec
 from specs.errors import CraftError
 from verify.circuits import (
@@ -166,9 +166,9 @@ def crafted(request):
     return spec, compiled, compiled.model.double()
 
 
-def _head(model: Transformer, kind: str) -> tuple[int, int]:
-    rec = next(c for c in model.meta["components"] if c["kind"] == kind)
-    return rec["layer"], rec["head"]
+def _head(model: Transformer, kind: ComponentKind) -> tuple[int, int]:
+    rec = next(r for r in component_records(model) if r.kind == kind)
+    return rec.layer, rec.head
 
 
 def test_crafted_direct_path_is_the_bigram_table(crafted) -> None:
@@ -184,7 +184,8 @@ def test_crafted_direct_path_is_the_bigram_table(crafted) -> None:
 
 def test_crafted_head_scores(crafted) -> None:
     spec, _, model = crafted
-    prev, induction = _head(model, "PrevToken"), _head(model, "InductionHead")
+    prev = _head(model, ComponentKind.PREVIOUS_TOKEN)
+    induction = _head(model, ComponentKind.INDUCTION)
     assert previous_token_scores(model)[prev] > 0.99
     cats = dict(spec.vocab.categories)
     nouns = [spec.vocab.index(t) for t in cats["NOUN"]]
@@ -199,7 +200,7 @@ def test_crafted_head_scores(crafted) -> None:
 def test_crafted_similarity_survives_gauge(crafted) -> None:
     _, _, model = crafted
     g = apply_gauge(model, np.random.default_rng(0))
-    assert _head(g, "InductionHead") == head_map(g)[_head(model, "InductionHead")]
+    assert _head(g, ComponentKind.INDUCTION) == head_map(g)[_head(model, ComponentKind.INDUCTION)]
     sims = compare_circuits(model, g, heads=head_map(g))
     assert all(abs(s - 1) < TOL for s in sims.values())
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from craft.compiler import compile_spec
+from craft.models import ComponentKind, component_records
 from specs import library_path, load_spec
 from verify.check import check_all
 from verify.claims import HeadRole, head_of
@@ -29,7 +30,7 @@ def permuted(model, seed: int):
         other = apply_gauge(model, np.random.default_rng(s), residual="orthogonal")
         perms = other.meta["gauge"]["head_perm"]
         moved = {(la, old): (la, new) for la, p in enumerate(perms) for new, old in enumerate(p)}
-        heads = [(c["layer"], c["head"]) for c in model.meta["components"] if "head" in c]
+        heads = [(r.layer, r.head) for r in component_records(model) if r.head is not None]
         if any(moved[h] != h for h in heads):
             other.meta = {}
             return other, moved
@@ -66,9 +67,9 @@ def test_unmatched_component_keeps_its_head_and_says_so():
     spec = load_spec(library_path("induction"))
     model = compile_spec(spec, "standard").model
     broken = copy.deepcopy(model)
-    rec = next(c for c in model.meta["components"] if c["kind"] == "InductionHead")
+    rec = next(r for r in component_records(model) if r.kind == ComponentKind.INDUCTION)
     with torch.no_grad():
-        broken.blocks[rec["layer"]].attn.W_O[rec["head"]] = 0
+        broken.blocks[rec.layer].attn.W_O[rec.head] = 0
     broken.meta = {}
     out = retarget(default_claims(model, spec), model, broken, spec)
     names = [c.name for c in out]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from craft.compiler import compile_spec
-from craft.models import save_model
+from craft.models import ComponentKind, component_records, save_model
 from specs import library_path, load_spec
 from specs.truth import next_dist
 from verify import diff_cli
@@ -36,9 +36,9 @@ def crafted(name: str, family: str = "standard"):
 def without_induction(model):
     """A copy whose induction head writes nothing (W_O zeroed)."""
     out = copy.deepcopy(model)
-    rec = next(c for c in model.meta["components"] if c["kind"] == "InductionHead")
+    rec = next(r for r in component_records(model) if r.kind == ComponentKind.INDUCTION)
     with torch.no_grad():
-        out.blocks[rec["layer"]].attn.W_O[rec["head"]] = 0
+        out.blocks[rec.layer].attn.W_O[rec.head] = 0
     out.meta = {}  # a trained model names no components
     return out
 
@@ -82,15 +82,16 @@ def test_induction_removed_is_missing(tmp_path):
     model, spec = crafted("induction")
     d = diff(model, without_induction(model), spec, n_seqs=N)
     verdicts = {c.match.component.kind: c for c in d.components}
-    induction = verdicts["InductionHead"]
+    induction = verdicts[ComponentKind.INDUCTION]
     assert induction.verdict == "missing"
     assert induction.match.heads == ()
     assert induction.crafted.zero["induction"] > 1.0  # ablating the crafted head costs nats
     assert d.trained.rules["induction"].kl > d.crafted.rules["induction"].kl + 1.0
     assert d.agreement["induction"] > 1.0
-    assert verdicts["PrevToken"].verdict == "partly"  # present, but nothing relies on it now
+    # present, but nothing relies on it now
+    assert verdicts[ComponentKind.PREVIOUS_TOKEN].verdict == "partly"
     text = write_report(d, tmp_path).read_text()
-    assert "| induction:induction | InductionHead | L1H0 | - |" in text
+    assert "| induction:induction | induction | L1H0 | - |" in text
     assert "**missing**" in text
     row = next(line for line in text.splitlines() if line.startswith("| induction | "))
     excess_crafted, excess_trained = (float(x) for x in row.split("|")[5:7])
@@ -164,11 +165,11 @@ def test_patching_and_composition_against_itself(family):
     model, spec = crafted("induction", family)
     d = diff(model, model, spec, n_seqs=N)
     by_kind = {c.match.component.kind: c for c in d.components}
-    ind = by_kind["InductionHead"].patching["induction"]
+    ind = by_kind[ComponentKind.INDUCTION].patching["induction"]
     for side in ind:  # the induction head carries the whole rule, both ways
         assert side.n >= 16 and side.gap > 1.0
         assert abs(side.carried - 1) < 1e-6 and abs(side.restored - 1) < 1e-6
-    prev = by_kind["PrevToken"].patching["induction"]
+    prev = by_kind[ComponentKind.PREVIOUS_TOKEN].patching["induction"]
     # a swapped follower reaches the answer through the induction head's values, not
     # through the previous-token head: patching that head carries (almost) nothing
     assert prev[0].carried < 0.1 and prev[0].carried == pytest.approx(prev[1].carried)
@@ -184,6 +185,6 @@ def test_patching_and_composition_against_itself(family):
 def test_patching_missing_component_has_no_trained_side():
     model, spec = crafted("induction")
     d = diff(model, without_induction(model), spec, n_seqs=N)
-    ind = next(c for c in d.components if c.match.component.kind == "InductionHead")
+    ind = next(c for c in d.components if c.match.component.kind == ComponentKind.INDUCTION)
     assert ind.patching["induction"][1] is None
     assert ind.patching["induction"][0].carried > 0.99

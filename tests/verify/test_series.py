@@ -11,7 +11,7 @@ import torch
 
 from craft.cli import main
 from craft.compiler import compile_spec
-from craft.models import save_model
+from craft.models import ComponentKind, component_records, save_model
 from specs import library_path, load_spec
 from specs.errors import CraftError
 from verify.series import Point, Series, _settled, checkpoints, series, write_series
@@ -19,9 +19,9 @@ from verify.series import Point, Series, _settled, checkpoints, series, write_se
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def head_of(model, kind: str) -> tuple[int, int]:
-    rec = next(c for c in model.meta["components"] if c["kind"] == kind)
-    return rec["layer"], rec["head"]
+def head_of(model, kind: ComponentKind) -> tuple[int, int]:
+    rec = next(r for r in component_records(model) if r.kind == kind)
+    return rec.layer, rec.head
 
 
 def staged(model, *, prev: bool, induction: bool):
@@ -30,11 +30,11 @@ def staged(model, *, prev: bool, induction: bool):
     out = copy.deepcopy(model)
     with torch.no_grad():
         if not prev:
-            la, h = head_of(model, "PrevToken")
+            la, h = head_of(model, ComponentKind.PREVIOUS_TOKEN)
             out.blocks[la].attn.W_Q[h] = 0
             out.blocks[la].attn.W_K[h] = 0
         if not induction:
-            la, h = head_of(model, "InductionHead")
+            la, h = head_of(model, ComponentKind.INDUCTION)
             out.blocks[la].attn.W_O[h] = 0
     out.meta = {}
     return out
