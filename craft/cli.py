@@ -27,6 +27,7 @@ from rich.console import Console
 from craft import import_cli
 from craft.argtypes import int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
+from craft.compiler.compact import Shape, compile_compact, smallest
 from craft.models import load_model, save_model
 from craft.report import (
     check_table,
@@ -35,6 +36,7 @@ from craft.report import (
     never_fired,
     over_bound,
     print_summary,
+    search_table,
 )
 from craft.tracr import cli as tracr_cli
 from craft.train import cli as train_cli
@@ -50,6 +52,7 @@ from verify.tracr_check import check as tracr_check
 
 REPLAY_DIR = ".craft/hypothesis"  # craft check and craft tracr re-check failures from here
 
+DEFAULT_MAX_KL = 1e-3  # --smallest: the bound every rule must meet
 EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
 
 
@@ -82,18 +85,49 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+def _budget_args(args: argparse.Namespace) -> None:
+    """Options that only make sense with a size budget are errors without one."""
+    budget = args.shape is not None or args.smallest
+    if args.shape is not None and args.smallest:
+        raise CraftError("--shape and --smallest both given", fix="give one of them")
+    for flag, given in (("--attn-only", args.attn_only), ("--d-head", args.d_head is not None)):
+        if given and not budget:
+            raise CraftError(
+                f"{flag} needs a size budget",
+                where=flag,
+                fix="add --shape LxHxD (e.g. --shape 2x4x64) or --smallest",
+            )
+    if args.max_kl is not None and not args.smallest:
+        raise CraftError("--max-kl needs --smallest", where="--max-kl", fix="add --smallest")
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
+    _budget_args(args)
     spec = load_spec(args.spec)
-    compiled = compile_spec(spec, args.family)
-    save_model(compiled.model, args.output)
-    summary = {"output": args.output, **model_summary(compiled.model)}
+    curve = None
+    if args.shape is not None or args.smallest:
+        if args.smallest:
+            shape, curve = smallest(spec, args.max_kl or DEFAULT_MAX_KL)
+        else:
+            shape = Shape.parse(args.shape, args.d_head)
+        model = compile_compact(spec, shape, args.family, COMPILER_VERSION).model
+        what = f"attention-only, shape {shape}"
+    else:
+        compiled = compile_spec(spec, args.family)
+        model, what = compiled.model, f"{compiled.plan.n_layers} layers"
+    save_model(model, args.output)
+    summary = {"output": args.output, **model_summary(model)}
+    if curve is not None:
+        summary["searched"] = [c.to_json() for c in curve]
     if args.json:
         _print_json(summary)
         return 0
     console = _console()
+    if curve is not None:
+        console.print(search_table(summary["searched"]))
     console.print(
         f"compiled spec {spec.name} ({spec.source}) -> {args.output}"
-        f" ({args.family} family, {compiled.plan.n_layers} layers)",
+        f" ({args.family} family, {what})",
         soft_wrap=True,
     )
     print_summary(console, summary)
@@ -245,6 +279,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--family", choices=FAMILIES, default="standard", help="model family")
+    p.add_argument(
+        "--shape",
+        metavar="LxHxD",
+        help="size budget: layers x heads per layer x d_model (compact codes, attention-only)",
+    )
+    p.add_argument(
+        "--attn-only",
+        action="store_true",
+        help="with --shape/--smallest: no MLPs (the compact construction never uses any)",
+    )
+    p.add_argument(
+        "--d-head", type=int_at_least(1), help="head width with --shape (default d_model/heads)"
+    )
+    p.add_argument(
+        "--smallest",
+        action="store_true",
+        help="search the smallest shape the construction fits, print the curve searched",
+    )
+    p.add_argument(
+        "--max-kl",
+        type=positive_float,
+        help=f"with --smallest: the max KL the shape must guarantee (default {DEFAULT_MAX_KL})",
+    )
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("eval", help="compare a model's predictions with a spec's ground truth")

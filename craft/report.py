@@ -47,6 +47,9 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
         "constants": dict(meta.get("constants") or {}),
         "bounds": dict(meta.get("bounds") or {}),
         "conditions": list(meta.get("conditions") or []),
+        "bound_scope": meta.get("bound_scope"),
+        "interference": list(meta.get("interference") or []),
+        "codes": dict(meta.get("codes") or {}),
     }
     if directions:
         out["directions"] = [str(d) for d in layout] if layout is not None else []
@@ -126,6 +129,36 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         console.print("the bounds hold on contexts where:", style="bold")
         for c in s["conditions"]:
             console.print(f"  - {c}", soft_wrap=True)
+    elif s.get("bound_scope"):
+        console.print(f"the bounds hold on {s['bound_scope']}", style="bold")
+    if s.get("interference"):
+        console.print("worst interference each head reads (its scores are scaled by it):")
+        for i in s["interference"]:
+            console.print(f"  - {_interference(i)}", soft_wrap=True)
+    if s.get("codes"):
+        t = _table("feature codes (features sharing dimensions)", "feature", "code", text=2)
+        for name, code in s["codes"].items():
+            t.add_row(name, " + ".join(d if w == 1 else f"{w:g} {d}" for d, w in code))
+        console.print(t)
+
+
+def _interference(i: dict[str, Any]) -> str:
+    scale = 1 / (i["low"] - i["high"])
+    return (
+        f"{i['head']}: {i['reads']} {i['member']} reads {i['low']:g}, "
+        f"{i['other']} reads {i['high']:g} (margin x {scale:g})"
+    )
+
+
+def search_table(rows: list[dict[str, Any]]) -> Table:
+    """The shapes ``craft compile --smallest`` tried: fits or why not, parameters, bound."""
+    t = _table("shapes searched", "shape", "d_head", "fits", "parameters", "max bound", text=1)
+    for r in rows:
+        bound = _num(r["bound"]) if r["bound"] is not None else r["why"]
+        t.add_row(
+            r["shape"], str(r["d_head"]), "yes" if r["fits"] else "no", f"{r['params']:,}", bound
+        )
+    return t
 
 
 def eval_table(evaluation: dict[str, Any], bounds: dict[str, float]) -> Table:

@@ -16,7 +16,7 @@ from craft.compiler.analysis import Analysis, log_probs
 from craft.compiler.assemble import _head
 from craft.compiler.compact import heads as H
 from craft.compiler.compact.budget import FP32_ULP, CompactConstants, HeadPlan, boosts, floor_range
-from craft.compiler.compact.codes import Codes, Vec, _add, scale
+from craft.compiler.compact.codes import Codes, Separation, Vec, _add, scale
 from craft.compiler.compact.shape import Shape
 from craft.compiler.constants import MARGIN
 from craft.compiler.primitives import HeadCircuit
@@ -34,8 +34,36 @@ def _collision(name: str, what: str) -> CraftError:
     )
 
 
-def _prev(an, codes, pf, hp, m, boost) -> HeadCircuit:
-    return H.prev_token(codes, pf, m)
+@dataclass(frozen=True)
+class Interference:
+    """The worst collision a head's reads meet: the member token that reads lowest and the
+    non-member that reads highest; the head's score scale is divided by ``low - high``."""
+
+    head: str
+    reads: str
+    member: str
+    other: str
+    low: float
+    high: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.head}: {self.reads} {self.member} reads {self.low:g}, "
+            f"{self.other} reads {self.high:g} (margin x {1 / (self.low - self.high):g})"
+        )
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _interference(an, head: str, reads: str, sep: Separation) -> Interference:
+    toks = an.spec.vocab.tokens
+    name = lambda v: toks[v] if v >= 0 else "-"  # noqa: E731
+    return Interference(head, reads, name(sep.member), name(sep.other), sep.low, sep.high)
+
+
+def _prev(an, codes, pf, hp, m, boost):
+    return H.prev_token(codes, pf, m), None
 
 
 def _write(codes: Codes, r, boost) -> Vec:
@@ -60,12 +88,14 @@ def _anchor_map(name, codes: Codes, rules, boost) -> list[tuple[Vec, Vec]]:
     ]
 
 
-def _detector(an, codes, pf, hp, m, boost) -> HeadCircuit:
+def _detector(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
     rules = [an.info(n) for n in hp.rules]
     lo, hi = rules[0].window
     width, top = hi - lo + 1, ((hi - lo) / 2) ** 2
-    seps = [codes.separation(codes.tok_set(r.anchor), r.anchor, codes.tok) for r in rules]
-    low, phi, high = min(s[0] for s in seps), max(s[1] for s in seps), max(s[2] for s in seps)
+    sep = Separation.worst(
+        [codes.separation(codes.tok_set(r.anchor), r.anchor, codes.tok) for r in rules]
+    )
+    low, phi, high = sep.low, sep.phi, sep.high
     if low <= high:
         raise _collision(hp.name, "an anchor from a token that is not one")
     rho = (phi - low) / (low - high)
@@ -74,20 +104,12 @@ def _detector(an, codes, pf, hp, m, boost) -> HeadCircuit:
     a = 2 * m * (1 + rho) / (width - rho * top)
     c = (a * top + 2 * m) / (low - high)
     det = [H.DetectorRule(codes.cls_set(r.cue), codes.tok_set(r.anchor), {}) for r in rules]
-    return H.detector(
-        hp.name,
-        codes,
-        pf,
-        (lo, hi),
-        det,
-        a,
-        c,
-        c * low - m,
-        _anchor_map(hp.name, codes, rules, boost),
-    )
+    value = _anchor_map(hp.name, codes, rules, boost)
+    circuit = H.detector(hp.name, codes, pf, (lo, hi), det, a, c, c * low - m, value)
+    return circuit, _interference(an, hp.name, "anchor", sep)
 
 
-def _trigram(an, codes, pf, hp, m, boost) -> HeadCircuit:
+def _trigram(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
     rules = [an.info(n) for n in hp.rules]
     by_anchor: dict[frozenset, list] = {}
     for r in rules:
@@ -96,8 +118,10 @@ def _trigram(an, codes, pf, hp, m, boost) -> HeadCircuit:
         (codes.cls_set(set().union(*(r.cue for r in rs))), codes.prev_set(anchor))
         for anchor, rs in by_anchor.items()
     ]
-    seps = [codes.separation(codes.prev_set(anc), anc, codes.prev) for anc in by_anchor]
-    low, phi, high = min(s[0] for s in seps), max(s[1] for s in seps), max(s[2] for s in seps)
+    sep = Separation.worst(
+        [codes.separation(codes.prev_set(anc), anc, codes.prev) for anc in by_anchor]
+    )
+    low, phi, high = sep.low, sep.phi, sep.high
     if low <= high:
         raise _collision(hp.name, "a trigram's first token from another token")
     a = 2 * m / (low - high)
@@ -105,12 +129,16 @@ def _trigram(an, codes, pf, hp, m, boost) -> HeadCircuit:
     for r in rules:
         for c in sorted({codes.class_of[v] for v in r.cue}):
             out.append(({codes.cls(c): 1.0}, _write(codes, r, boost)))
-    return H.trigram_head(hp.name, codes, pf, pairs, out, a, a * low - m, a * (phi - low) + 2 * m)
+    circuit = H.trigram_head(
+        hp.name, codes, pf, pairs, out, a, a * low - m, a * (phi - low) + 2 * m
+    )
+    return circuit, _interference(an, hp.name, "previous token", sep)
 
 
-def _readout(an, codes, pf, hp, m, boost) -> HeadCircuit:
+def _readout(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
     r = an.info(hp.rules[0])
-    low, phi, high = codes.separation(codes.prev_set(r.anchor), r.anchor, codes.prev)
+    sep = codes.separation(codes.prev_set(r.anchor), r.anchor, codes.prev)
+    low, phi, high = sep.low, sep.phi, sep.high
     if low <= high:
         raise _collision(hp.name, f"the first token of {r.name} from another token")
     a = 2 * m / (low - high)
@@ -121,20 +149,12 @@ def _readout(an, codes, pf, hp, m, boost) -> HeadCircuit:
         for c in sorted({codes.class_of[v] for v in r.cue})
     ]
     out.append((codes.one(), {Direction("read", r.name): 1.0}))
-    return H.readout_head(
-        hp.name,
-        codes,
-        pf,
-        codes.cls_set(r.cue),
-        codes.prev_set(r.anchor),
-        out,
-        a,
-        a * (1 + low) - m,
-        m,
-    )
+    cue, anchor = codes.cls_set(r.cue), codes.prev_set(r.anchor)
+    circuit = H.readout_head(hp.name, codes, pf, cue, anchor, out, a, a * (1 + low) - m, m)
+    return circuit, _interference(an, hp.name, "previous token", sep)
 
 
-def _induction(an, codes, pf, hp, m, boost) -> HeadCircuit:
+def _induction(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
     r = an.info(hp.rules[0])
     cue = sorted(r.cue)
     cats = {
@@ -142,12 +162,14 @@ def _induction(an, codes, pf, hp, m, boost) -> HeadCircuit:
         for v in cue
     }
     idx = {codes.idx_of[v]: {Direction("idx", codes.idx_of[v]): 1.0} for v in sorted(cue)}
-    probe = H.induction(hp.name, codes, cats, idx, {}, pf, 1.0, 0.0, 0.0, 0.0, [])
+    probe = H.induction(hp.name, codes, cats, idx, {}, pf, 1.0, 0.0, 0.0, 0.0, [])  # C_m = 1
     match = _bilinear(codes, probe.qk[: len(cats) + len(idx)], codes.tok, codes.prev)
     own = np.diag(match)[cue]
     off = match.copy()
     off[cue, cue] = -np.inf
     low, phi, high = float(own.min()), float(own.max()), float(off.max())
+    q_at, k_at = np.unravel_index(int(np.argmax(off)), off.shape)
+    sep = Separation(low, phi, high, cue[int(own.argmin())], int(k_at))
     if low <= high:
         raise _collision(hp.name, "a repeated token from a different one")
     d = m
@@ -163,7 +185,10 @@ def _induction(an, codes, pf, hp, m, boost) -> HeadCircuit:
         for k in codes.out_cats
     ]
     ov += [({dd: 1.0}, {Direction("outidx", dd.value): b}) for dd in codes.layout.named("idx")]
-    return H.induction(hp.name, codes, cats, idx, gate, pf, c_m, d, b0, c_m * phi - b0 + m, ov)
+    k = c_m * phi - b0 + m
+    circuit = H.induction(hp.name, codes, cats, idx, gate, pf, c_m, d, b0, k, ov)
+    what = f"after {an.spec.vocab.tokens[int(q_at)]}, previous token"
+    return circuit, _interference(an, hp.name, what, sep)
 
 
 def _bilinear(codes: Codes, terms, q_code, k_code) -> np.ndarray:
@@ -183,11 +208,13 @@ BUILDERS = {
 }
 
 
-def build_heads(an, codes, plan: list[HeadPlan], k: CompactConstants) -> list[HeadCircuit]:
-    return _build(an, codes, plan, k.softmax_margin, k.boost)
+def build_heads(an, codes, plan: list[HeadPlan], k: CompactConstants):
+    """``(circuits, interference)``: every head, and the worst collision each one reads."""
+    built = _build(an, codes, plan, k.softmax_margin, k.boost)
+    return [c for c, _ in built], [i for _, i in built if i is not None]
 
 
-def _build(an, codes, plan, m, boost) -> list[HeadCircuit]:
+def _build(an, codes, plan, m, boost) -> list[tuple[HeadCircuit, Interference | None]]:
     pf = H.frame(an.spec.max_len)
     return [BUILDERS[hp.kind](an, codes, pf, hp, m, boost) for hp in plan]
 
@@ -209,7 +236,7 @@ def score_scale(an: Analysis, codes: Codes, plan, m: float) -> tuple[float, floa
     """(largest score magnitude, its float32 rounding bound) of the heads built with ``m``."""
     gap = MARGIN + math.log(len(an.spec.vocab))
     circuits = _build(an, codes, plan, m, boosts(an, gap, floor_range(an, gap)))
-    sums = [sum(_mag(q) * _mag(k) for q, k in c.qk) for c in circuits] or [0.0]
+    sums = [sum(_mag(q) * _mag(k) for q, k in c.qk) for c, _ in circuits] or [0.0]
     d_model = len(codes.layout)
     return max(sums), FP32_ULP * 2 * (d_model + 16) * max(sums)
 
@@ -226,7 +253,7 @@ class Need:
     def smallest(self) -> Shape:
         h = max([len(x) for x in self.per_layer] + [1])
         d = max(self.d_model, h * self.d_head)
-        return Shape(max(1, len(self.per_layer)), h, d, self.d_head)
+        return Shape(len(self.per_layer), h, d, self.d_head)
 
     def check(self, shape: Shape) -> None:
         wrong = []
@@ -300,7 +327,7 @@ def write_model(an, codes: Codes, plan, circuits, k: CompactConstants, shape: Sh
         for d, w in codes.tok(v).items():
             state["embed.W_E"][v, layout.index(d)] = w
     pf = H.frame(an.spec.max_len)
-    for p in range(1, an.spec.max_len + 1):
+    for p in range(1, an.spec.max_len + 1) if Direction("pos", "u") in layout else ():
         state["pos_embed.W_pos"][p, layout.index(Direction("pos", "u"))] = pf.u(p)
         state["pos_embed.W_pos"][p, layout.index(Direction("pos", "u2"))] = pf.u(p) ** 2
     for d, row in unembedding(an, codes, k.gap).items():

@@ -54,6 +54,25 @@ def scale(vec: Vec, w: float) -> Vec:
 
 
 @dataclass(frozen=True)
+class Separation:
+    """A functional's values: ``low``/``phi`` the min/max on its members, ``high`` the max
+    off them (the worst collision), with the tokens where the min and max are reached."""
+
+    low: float
+    phi: float
+    high: float
+    member: int  # token id reaching ``low`` (-1: none)
+    other: int  # token id reaching ``high`` (-1: none)
+
+    @staticmethod
+    def worst(seps: list[Separation]) -> Separation:
+        """The combined worst case of several functionals read by one head."""
+        lo = min(seps, key=lambda s: s.low)
+        hi = max(seps, key=lambda s: s.high)
+        return Separation(lo.low, max(s.phi for s in seps), hi.high, lo.member, hi.other)
+
+
+@dataclass(frozen=True)
 class Codes:
     """Token classes, category indices and the compact residual layout of one spec.
 
@@ -176,15 +195,19 @@ class Codes:
         """``[V]``: the functional read from every token's code (exact: 1 on members, 0 off)."""
         return self.matrix(code) @ self.vector(functional)
 
-    def separation(self, functional: Vec, members: Iterable[int], code) -> tuple[float, ...]:
-        """``(low, phi, high)``: min and max of a functional on the members, max off them."""
+    def separation(self, functional: Vec, members: Iterable[int], code) -> Separation:
+        """How well a functional read through ``code`` separates ``members`` from the rest."""
         vals = self.values(functional, code)
         inside = np.zeros(len(vals), dtype=bool)
         inside[list(members)] = True
-        low = float(vals[inside].min()) if inside.any() else 1.0
-        phi = float(vals[inside].max()) if inside.any() else 1.0
-        high = float(vals[~inside].max()) if (~inside).any() else 0.0
-        return low, phi, high
+        ids = np.arange(len(vals))
+        if not inside.any() or inside.all():
+            return Separation(1.0, 1.0, 0.0, -1, -1)
+        low_at = int(ids[inside][vals[inside].argmin()])
+        high_at = int(ids[~inside][vals[~inside].argmax()])
+        return Separation(
+            float(vals[low_at]), float(vals[inside].max()), float(vals[high_at]), low_at, high_at
+        )
 
     def features(self) -> dict[str, list]:
         """Every token feature's code vector, for ``craft inspect``: name -> [[dim, w], ...]."""
@@ -195,10 +218,13 @@ class Codes:
         }
 
 
-def build_codes(an: Analysis, prev_sets: list[frozenset[int]], out_all: bool) -> Codes:
+def build_codes(
+    an: Analysis, prev_sets: list[frozenset[int]], out_all: bool, positions: bool = True
+) -> Codes:
     """Classes from the spec's direct rows and cue sets; prev and output codes sized by
     what the heads read (``prev_sets``: token sets read from the prev code; ``out_all``:
-    whether any token can be an output boost, i.e. induction copies)."""
+    whether any token can be an output boost, i.e. induction copies; ``positions``: whether
+    any head reads positions)."""
     spec = an.spec
     vocab = spec.vocab
     cat_of = tuple(vocab.category_of(t) for t in vocab.tokens)
@@ -241,7 +267,8 @@ def build_codes(an: Analysis, prev_sets: list[frozenset[int]], out_all: bool) ->
     dims += [proto.cls(c) for c in range(len(classes))]
     n_idx = max(idx_of) + 1
     dims += [Direction("idx", i) for i in range(n_idx)]
-    dims += [Direction("pos", "u"), Direction("pos", "u2")]
+    if positions:
+        dims += [Direction("pos", "u"), Direction("pos", "u2")]
     dims += [Direction("prevcat", k) for k in names if k in prev_cats]
     if prev_idx:
         dims += [Direction("previdx", i) for i in range(n_idx)]

@@ -24,7 +24,7 @@ class Shape:
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "n_heads", "d_model", "d_head"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) < (0 if name == "n_layers" else 1):
                 raise CraftError(
                     f"{name} must be >= 1, got {getattr(self, name)}",
                     where="--shape",
