@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 
 import specs
 from craft.compiler import compile_spec
+from craft.compiler.compact import Shape, compile_compact, prepare
 from craft.compiler.conditions import condition_mask
 
 LIBRARY = ["toy_language", "bigram", "skip_trigram", "induction"]
-FAMILIES = ["standard", "tensor"]
+FAMILIES = ["standard", "tensor", "compact"]  # compact: standard, attention-only, --shape
 CASES = [(s, f) for s in LIBRARY for f in FAMILIES]
+SHAPES = {"toy_language": Shape.parse("2x4x64")}  # others: the smallest shape that fits
 
 
 @functools.cache
@@ -34,6 +36,9 @@ def spec_of(name: str):
 
 @functools.cache
 def compiled(name: str, family: str):
+    if family == "compact":
+        shape = SHAPES.get(name) or prepare(spec_of(name)).need.smallest()
+        return compile_compact(spec_of(name), shape)
     return compile_spec(spec_of(name), family)
 
 
@@ -117,10 +122,14 @@ def test_bounds_are_useful(name, family):
 
 
 def test_toy_language_is_small():
-    for family in FAMILIES:
+    for family in ("standard", "tensor"):
         m = compiled("toy_language", family).model
         assert m.cfg.n_layers == 2
     assert compiled("bigram", "standard").model.cfg.n_layers == 0
+    compact = compiled("toy_language", "compact").model
+    assert compact.n_params() <= 56_000  # the trained models' budget (48-56k)
+    assert (compact.cfg.n_layers, compact.cfg.n_heads, compact.cfg.d_model) == (2, 4, 64)
+    assert compact.cfg.d_mlp == 0
 
 
 def test_tensor_conditions_are_real():

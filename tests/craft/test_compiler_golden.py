@@ -13,16 +13,20 @@ from exactness import last_kl, model_logprobs
 
 import specs
 from craft.compiler import compile_spec
+from craft.compiler.compact import compile_compact, prepare
 from craft.compiler.conditions import condition_mask
 from tests.golden import GOLDEN
 
 
 @functools.cache
 def compiled(name: str, family: str):
-    return compile_spec(specs.load_spec(specs.library_path(name)), family)
+    spec = specs.load_spec(specs.library_path(name))
+    if family == "compact":  # attention-only, the smallest shape the construction fits
+        return compile_compact(spec, prepare(spec).need.smallest())
+    return compile_spec(spec, family)
 
 
-@pytest.mark.parametrize("family", ["standard", "tensor"])
+@pytest.mark.parametrize("family", ["standard", "tensor", "compact"])
 @pytest.mark.parametrize("case", GOLDEN, ids=lambda c: c.id)
 def test_golden_case(case, family):
     c = compiled(case.spec, family)

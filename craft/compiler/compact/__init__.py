@@ -46,6 +46,11 @@ class CompiledCompact:
     shape: Shape
     interference: tuple[Interference, ...]
 
+    @property
+    def conditions(self) -> tuple:
+        """None: a compact model's bounds hold on every context."""
+        return ()
+
 
 def prev_sets(an: Analysis) -> list[frozenset[int]]:
     """Token sets the layer-1 heads read from the prev code."""
