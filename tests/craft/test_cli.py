@@ -192,6 +192,17 @@ def test_spec_warnings_are_one_line_each(tmp_path, capsys) -> None:
         (["eval", "{model}", "--spec", "{coin}", "--n", "2"], ["predicts"]),  # after a warning
         (["sample", "{coin}", "-n", "0"], ["-n/--n"]),
         (["sample", "{coin}", "--length", "99"], ["length"]),
+        (["compile", "{lib}", "-o", "{out}", "--shape", "2x4"], ["--shape", "2x4"]),
+        (["compile", "{lib}", "-o", "{out}", "--shape", "1x1x8"], ["does not fit", "fix: --shape"]),
+        (["compile", "{lib}", "-o", "{out}", "--d-head", "4"], ["--d-head", "--shape"]),
+        (["compile", "{lib}", "-o", "{out}", "--attn-only"], ["--attn-only", "--shape"]),
+        (["compile", "{lib}", "-o", "{out}", "--max-kl", "1e-3"], ["--max-kl", "--smallest"]),
+        (["compile", "{lib}", "-o", "{out}", "--shape", "2x4x64", "--smallest"], ["--smallest"]),
+        (["compile", "{lib}", "-o", "{out}", "--smallest", "--max-kl", "1e-12"], ["--max-kl"]),
+        (
+            ["compile", "{lib}", "-o", "{out}", "--shape", "2x4x64", "--family", "tensor"],
+            ["--family", "tensor"],
+        ),
         (["frobnicate"], ["frobnicate"]),
         ([], ["COMMAND"]),
     ],
@@ -207,12 +218,40 @@ def test_errors_are_one_line_with_exit_code_2(argv, needles, model_file, tmp_pat
         "coin": tmp_path / "coin.yaml",
         "junk": tmp_path / "junk.safetensors",
         "model": model_file,
+        "lib": LIBRARY_SPEC,
     }
     before = sorted(tmp_path.iterdir())
     code, out, err = run(capsys, *(a.format(**paths) for a in argv))
     assert_one_error_line(code, err, *needles)
     assert out == ""
     assert sorted(tmp_path.iterdir()) == before  # no output file, no temporary left behind
+
+
+def test_compile_shape_prints_codes_interference_and_scope(tmp_path, capsys) -> None:
+    out_path = tmp_path / "compact.safetensors"
+    code, out, err = run(capsys, "compile", LIBRARY_SPEC, "-o", str(out_path), "--shape", "2x4x64")
+    assert code == 0, err
+    for needle in ["attention-only", "2x4x64", "feature codes", "tok:red", "every context",
+                   "worst interference", "trigram-head", "parameters"]:
+        assert needle in out, needle
+    m = load_model(out_path)
+    assert (m.cfg.n_layers, m.cfg.n_heads, m.cfg.d_model, m.cfg.d_mlp) == (2, 4, 64, 0)
+    code, out, _ = run(capsys, "inspect", str(out_path))
+    assert code == 0 and "feature codes" in out and "cls:" in out
+
+
+def test_compile_smallest_prints_the_curve(tmp_path, capsys) -> None:
+    out_path = tmp_path / "small.safetensors"
+    code, out, _ = run(capsys, "compile", LIBRARY_SPEC, "-o", str(out_path), "--smallest",
+                       "--json")
+    assert code == 0
+    doc = json.loads(out)
+    searched = doc["searched"]
+    assert any(r["fits"] for r in searched) and any(not r["fits"] for r in searched)
+    assert all(r["why"] for r in searched if not r["fits"])
+    best = min((r for r in searched if r["fits"]), key=lambda r: r["params"])
+    assert doc["n_params"] == best["params"]
+    assert doc["compiler"]["shape"] == best["shape"]
 
 
 def test_names_with_brackets_are_printed_verbatim(tmp_path, capsys) -> None:

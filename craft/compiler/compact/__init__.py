@@ -73,11 +73,17 @@ class Prepared:
     need: Need
 
 
-def prepare(spec: Spec) -> Prepared:
+def prepare(spec: Spec, recode=None) -> Prepared:
+    """Heads, codes, constants and circuits of ``spec`` (shape-independent).
+
+    ``recode(codes) -> codes`` replaces the codes before anything reads them (tests plant
+    collisions with it).
+    """
     an = analyse(spec)
     plan = plan_heads(an)
     induction = any(r.kind == "induction" for r in an.rules)
     codes = build_codes(an, prev_sets(an), induction, positions=bool(plan))
+    codes = recode(codes) if recode is not None else codes
     k = constants(an, codes, len(plan), lambda m: score_scale(an, codes, plan, m))
     circuits, interference = build_heads(an, codes, plan, k)
     need = needed(plan, circuits, codes)
