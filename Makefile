@@ -16,6 +16,8 @@ demo: $(BIN)/craft
 	$(BIN)/craft eval out/toy_standard.safetensors --spec specs/library/toy_language.yaml
 	$(BIN)/craft compile specs/library/toy_language.yaml -o out/toy_tensor.safetensors --family tensor
 	$(BIN)/craft eval out/toy_tensor.safetensors --spec specs/library/toy_language.yaml
+	$(BIN)/craft compile specs/library/toy_language.yaml -o out/toy_2x4x64.safetensors --shape 2x4x64 --attn-only
+	$(BIN)/craft eval out/toy_2x4x64.safetensors --spec specs/library/toy_language.yaml
 
 test: $(BIN)/craft
 	$(BIN)/python -m pytest

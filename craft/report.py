@@ -144,8 +144,9 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
 
 def _interference(i: dict[str, Any]) -> str:
     scale = 1 / (i["low"] - i["high"])
+    rules = ", ".join(i.get("rules") or [])
     return (
-        f"{i['head']}: {i['reads']} {i['member']} reads {i['low']:g}, "
+        f"{i['head']} ({rules}): {i['reads']} {i['member']} reads {i['low']:g}, "
         f"{i['other']} reads {i['high']:g} (margin x {scale:g})"
     )
 

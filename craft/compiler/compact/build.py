@@ -40,6 +40,7 @@ class Interference:
     non-member that reads highest; the head's score scale is divided by ``low - high``."""
 
     head: str
+    rules: tuple[str, ...]
     reads: str
     member: str
     other: str
@@ -53,13 +54,15 @@ class Interference:
         )
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "rules": list(self.rules)}
 
 
-def _interference(an, head: str, reads: str, sep: Separation) -> Interference:
+def _interference(an, hp: HeadPlan, reads: str, sep: Separation) -> Interference:
     toks = an.spec.vocab.tokens
     name = lambda v: toks[v] if v >= 0 else "-"  # noqa: E731
-    return Interference(head, reads, name(sep.member), name(sep.other), sep.low, sep.high)
+    return Interference(
+        hp.name, hp.rules, reads, name(sep.member), name(sep.other), sep.low, sep.high
+    )
 
 
 def _prev(an, codes, pf, hp, m, boost):
@@ -106,7 +109,7 @@ def _detector(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | 
     det = [H.DetectorRule(codes.cls_set(r.cue), codes.tok_set(r.anchor), {}) for r in rules]
     value = _anchor_map(hp.name, codes, rules, boost)
     circuit = H.detector(hp.name, codes, pf, (lo, hi), det, a, c, c * low - m, value)
-    return circuit, _interference(an, hp.name, "anchor", sep)
+    return circuit, _interference(an, hp, "anchor", sep)
 
 
 def _trigram(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
@@ -132,7 +135,7 @@ def _trigram(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | N
     circuit = H.trigram_head(
         hp.name, codes, pf, pairs, out, a, a * low - m, a * (phi - low) + 2 * m
     )
-    return circuit, _interference(an, hp.name, "previous token", sep)
+    return circuit, _interference(an, hp, "previous token", sep)
 
 
 def _readout(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
@@ -151,7 +154,7 @@ def _readout(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | N
     out.append((codes.one(), {Direction("read", r.name): 1.0}))
     cue, anchor = codes.cls_set(r.cue), codes.prev_set(r.anchor)
     circuit = H.readout_head(hp.name, codes, pf, cue, anchor, out, a, a * (1 + low) - m, m)
-    return circuit, _interference(an, hp.name, "previous token", sep)
+    return circuit, _interference(an, hp, "previous token", sep)
 
 
 def _induction(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference | None]:
@@ -188,7 +191,7 @@ def _induction(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interference |
     k = c_m * phi - b0 + m
     circuit = H.induction(hp.name, codes, cats, idx, gate, pf, c_m, d, b0, k, ov)
     what = f"after {an.spec.vocab.tokens[int(q_at)]}, previous token"
-    return circuit, _interference(an, hp.name, what, sep)
+    return circuit, _interference(an, hp, what, sep)
 
 
 def _bilinear(codes: Codes, terms, q_code, k_code) -> np.ndarray:
