@@ -205,3 +205,16 @@ def test_direct_path_is_the_bigram_table_exactly():
     logits = (c.model.embed.W_E @ c.model.unembed.W_U).detach().double().numpy()
     want = np.stack([log_probs(d, c.constants.gap) for d in an.direct])
     np.testing.assert_allclose(logits, want, atol=1e-5)
+
+
+def test_the_float32_limit_is_stated_and_enforced():
+    """Quadratic position scores cancel large terms: their float32 rounding is part of the
+    margin (reported), and a max_len where it outgrows the margin is refused."""
+    k = toy().constants
+    assert 0 < k.fp32_score_error < k.softmax_margin / 4
+    assert ("float32 score rounding", k.fp32_score_error) in k.table()
+    text = specs.library_path("toy_language").read_text().replace("max_len: 128", "max_len: 512")
+    with pytest.raises(
+        CraftError, match="float32 cannot resolve the position scores at max_len 512"
+    ):
+        prepare(parse_spec(text))

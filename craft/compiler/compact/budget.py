@@ -153,13 +153,18 @@ def softmax_margin(n: int, largest: float, score_scale) -> tuple[float, float]:
     """``m = M + ln n + ln S + delta``; ``score_scale(m)`` gives the largest score magnitude
     and its float32 rounding for a margin ``m`` (both grow with m: a fixed point)."""
     m = MARGIN + math.log(n)
-    for _ in range(30):
+    for _ in range(60):
         s_max, err = score_scale(m)
         m_new = MARGIN + math.log(n) + math.log(max(largest, s_max, 1.0)) + err
-        if abs(m_new - m) < 1e-12:
-            break
+        if abs(m_new - m) < 1e-9:
+            return m_new, err
         m = m_new
-    return m, err
+    raise CraftError(
+        f"float32 cannot resolve the position scores at max_len {n - 1}: their rounding "
+        "grows faster than the margin it must leave",
+        where="--shape",
+        fix="lower max_len, or compile without --shape (one-hot positions)",
+    )
 
 
 def bounds(

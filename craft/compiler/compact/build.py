@@ -236,12 +236,23 @@ def _mag(vec: Vec) -> float:
 
 
 def score_scale(an: Analysis, codes: Codes, plan, m: float) -> tuple[float, float]:
-    """(largest score magnitude, its float32 rounding bound) of the heads built with ``m``."""
+    """(largest score magnitude, its float32 rounding bound) of the heads built with ``m``.
+
+    A score is ``sum_j q_j k_j`` with ``q_j = x . W_Q[:, j]``; a residual holds at most
+    ``g`` nonzero coordinates (one per named group, two for positions), so by the usual
+    floating-point sum bound the score's error is at most ``(J + 2g + 4) 2^-24 sum_j
+    |q_j| |k_j|`` (``J`` the head's QK terms), with ``|q_j|, |k_j|`` bounded by
+    :func:`_mag`.
+    """
     gap = MARGIN + math.log(len(an.spec.vocab))
     circuits = _build(an, codes, plan, m, boosts(an, gap, floor_range(an, gap)))
-    sums = [sum(_mag(q) * _mag(k) for q, k in c.qk) for c, _ in circuits] or [0.0]
-    d_model = len(codes.layout)
-    return max(sums), FP32_ULP * 2 * (d_model + 16) * max(sums)
+    groups = len(codes.layout.describe()) + 1
+    sums = [sum(_mag(q) * _mag(k) for q, k in c.qk) for c, _ in circuits]
+    errs = [
+        FP32_ULP * (len(c.qk) + 2 * groups + 4) * s
+        for (c, _), s in zip(circuits, sums, strict=True)
+    ]
+    return max(sums, default=0.0), max(errs, default=0.0)
 
 
 @dataclass(frozen=True)
