@@ -107,7 +107,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     curve = None
     if args.shape is not None or args.smallest:
         if args.smallest:
-            shape, curve = smallest(spec, args.max_kl or DEFAULT_MAX_KL)
+            shape, curve = smallest(spec, args.max_kl or DEFAULT_MAX_KL, args.family)
         else:
             shape = Shape.parse(args.shape, args.d_head)
         model = compile_compact(spec, shape, args.family, COMPILER_VERSION).model

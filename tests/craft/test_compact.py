@@ -177,6 +177,29 @@ def test_what_the_construction_cannot_build_is_one_clear_error():
         compile_compact(spec_of("toy_language"), TOY, family="tensor")
 
 
+def test_tensor_family_under_a_budget_where_two_factors_suffice():
+    """Residue positions and category x index identity: exact with two factors; a trigram
+    needs three, and is refused naming the rule."""
+    spec = spec_of("induction")
+    shape, _ = smallest(spec, 1e-3, "tensor")
+    c = compile_compact(spec, shape, "tensor")
+    assert c.model.cfg.family == "tensor" and c.model.cfg.d_model < 71  # one-hot: 71
+    assert [x.kind for x in c.conditions] == ["followers-agree"]
+    assert c.model.meta["bound_scope"] == "contexts where the conditions hold"
+    # the previous-token pattern is exactly [s = t-1] at every position
+    x = torch.full((1, spec.max_len + 1), 3)
+    x[0, 0] = len(spec.vocab)
+    seen = []
+    hook = c.model.blocks[0].attn.hook_pattern.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        c.model(x)
+    hook.remove()
+    want = torch.diag(torch.ones(spec.max_len), -1)
+    torch.testing.assert_close(seen[0][0, 0], want, atol=1e-6, rtol=0)
+    with pytest.raises(CraftError, match="cannot build the-alice: its head needs a token"):
+        compile_compact(spec_of("toy_language"), TOY, "tensor")
+
+
 def test_default_claims_hold_on_a_compact_model():
     spec = spec_of("skip_trigram")
     model = compile_compact(spec, prepare(spec).need.smallest()).model

@@ -25,7 +25,12 @@ from craft.compiler.conditions import condition_mask
 
 LIBRARY = ["toy_language", "bigram", "skip_trigram", "induction"]
 FAMILIES = ["standard", "tensor", "compact"]  # compact: standard, attention-only, --shape
-CASES = [(s, f) for s in LIBRARY for f in FAMILIES]
+# the tensor family under a budget builds bigram and induction rules only (three factors
+# would be needed otherwise: see craft/compiler/compact/tensor.py)
+CASES = [(s, f) for s in LIBRARY for f in FAMILIES] + [
+    ("induction", "compact-tensor"),
+    ("bigram", "compact-tensor"),
+]
 SHAPES = {"toy_language": Shape.parse("2x4x64")}  # others: the smallest shape that fits
 
 
@@ -36,9 +41,10 @@ def spec_of(name: str):
 
 @functools.cache
 def compiled(name: str, family: str):
-    if family == "compact":
-        shape = SHAPES.get(name) or prepare(spec_of(name)).need.smallest()
-        return compile_compact(spec_of(name), shape)
+    if family.startswith("compact"):
+        fam = "tensor" if family == "compact-tensor" else "standard"
+        shape = SHAPES.get(name) or prepare(spec_of(name), family=fam).need.smallest()
+        return compile_compact(spec_of(name), shape, fam)
     return compile_spec(spec_of(name), family)
 
 

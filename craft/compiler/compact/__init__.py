@@ -11,9 +11,11 @@ CraftError naming what does not fit and the smallest shape that would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from craft.compiler.analysis import Analysis, analyse
+from craft.compiler.compact import tensor as T
 from craft.compiler.compact.budget import CompactConstants, HeadPlan, constants, plan_heads
 from craft.compiler.compact.build import (
     Interference,
@@ -25,12 +27,16 @@ from craft.compiler.compact.build import (
 )
 from craft.compiler.compact.codes import Codes, build_codes
 from craft.compiler.compact.shape import Shape
+from craft.compiler.conditions import Condition, tensor_conditions
+from craft.compiler.constants import MARGIN
 from craft.compiler.primitives import HeadCircuit
 from craft.models.components import ComponentKind, ComponentRecord
 from craft.models.layout import Direction
 from craft.models.transformer import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
+
+QUADRATIC = (Direction("pos", "u"), Direction("pos", "u2"))  # standard: (u, u^2) positions
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,7 @@ class CompiledCompact:
     constants: CompactConstants
     shape: Shape
     interference: tuple[Interference, ...]
-
-    @property
-    def conditions(self) -> tuple:
-        """None: a compact model's bounds hold on every context."""
-        return ()
+    conditions: tuple[Condition, ...] = ()  # tensor family: where the bound is guaranteed
 
 
 def prev_sets(an: Analysis) -> list[frozenset[int]]:
@@ -71,23 +73,44 @@ class Prepared:
     circuits: tuple[HeadCircuit, ...]
     interference: tuple[Interference, ...]
     need: Need
+    conditions: tuple[Condition, ...]  # tensor family: where the bound is guaranteed
 
 
-def prepare(spec: Spec, recode=None) -> Prepared:
+def prepare(spec: Spec, recode=None, family: str = "standard") -> Prepared:
     """Heads, codes, constants and circuits of ``spec`` (shape-independent).
 
     ``recode(codes) -> codes`` replaces the codes before anything reads them (tests plant
     collisions with it).
     """
+    if family not in ("standard", "tensor"):
+        raise CraftError(f"unknown family {family!r}", where="--family", fix="standard or tensor")
     an = analyse(spec)
-    plan = plan_heads(an)
+    tensor = family == "tensor"
+    plan = T.plan_tensor(an) if tensor else plan_heads(an)
     induction = any(r.kind == "induction" for r in an.rules)
-    codes = build_codes(an, prev_sets(an), induction, positions=bool(plan))
+    pos = (T.position_dims(spec.max_len) if tensor else QUADRATIC) if plan else ()
+    codes = build_codes(an, prev_sets(an), induction, positions=pos)
     codes = recode(codes) if recode is not None else codes
+    if tensor:
+        return _prepare_tensor(an, tuple(plan), codes)
     k = constants(an, codes, len(plan), lambda m: score_scale(an, codes, plan, m))
     circuits, interference = build_heads(an, codes, plan, k)
     need = needed(plan, circuits, codes)
-    return Prepared(an, tuple(plan), codes, k, tuple(circuits), tuple(interference), need)
+    return Prepared(an, tuple(plan), codes, k, tuple(circuits), tuple(interference), need, ())
+
+
+def _prepare_tensor(an: Analysis, plan: tuple[HeadPlan, ...], codes: Codes) -> Prepared:
+    boost, bound, frange = T.tensor_bounds(an, len(plan))
+    gap = MARGIN + math.log(len(an.spec.vocab))
+    k = CompactConstants(MARGIN, gap, frange, 0.0, boost, bound, 0.0)
+    circuits = [
+        T.prev_token(codes, an.spec.max_len)
+        if hp.kind == "previous-token"
+        else T.induction(an, codes, hp, boost[hp.rules[0]])
+        for hp in plan
+    ]
+    need = needed(list(plan), circuits, codes)
+    return Prepared(an, plan, codes, k, tuple(circuits), (), need, tensor_conditions(an))
 
 
 def compile_compact(
@@ -99,17 +122,19 @@ def compile_compact(
         CraftError: the tensor family, a rule the construction cannot build, or a shape it
             does not fit (the message names the smallest shape that fits).
     """
-    if family != "standard":
-        raise CraftError(
-            f"--shape builds the standard family only (got {family!r})",
-            where="--family",
-            fix="use --family standard with --shape, or drop --shape for the tensor family",
-        )
-    p = prepare(spec)
+    p = prepare(spec, family=family)
     p.need.check(shape)
-    model = write_model(p.an, p.codes, p.plan, p.circuits, p.constants, shape)
+    model = write_model(p.an, p.codes, p.plan, p.circuits, p.constants, shape, family)
     out = CompiledCompact(
-        model, p.an, p.codes, p.plan, p.circuits, p.constants, shape, p.interference
+        model,
+        p.an,
+        p.codes,
+        p.plan,
+        p.circuits,
+        p.constants,
+        shape,
+        p.interference,
+        p.conditions,
     )
     model.meta = _meta(spec, out, version)
     return out
@@ -143,7 +168,7 @@ class Candidate:
         }
 
 
-def smallest(spec: Spec, max_kl: float) -> tuple[Shape, list[Candidate]]:
+def smallest(spec: Spec, max_kl: float, family: str = "standard") -> tuple[Shape, list[Candidate]]:
     """The fitting shape with the fewest parameters, and every candidate searched.
 
     The construction's width, heads per layer and head width are fixed by the spec, so
@@ -151,7 +176,7 @@ def smallest(spec: Spec, max_kl: float) -> tuple[Shape, list[Candidate]]:
     a candidate fits when :meth:`Need.check` accepts it. Its bound is the construction's
     (the same at every fitting shape); it must meet ``max_kl``.
     """
-    p = prepare(spec)
+    p = prepare(spec, family=family)
     worst = max(p.constants.bound.values())
     best = p.need.smallest()
     layers, dh = best.n_layers, p.need.d_head
@@ -193,7 +218,8 @@ def records(plan: list[HeadPlan], circuits: list[HeadCircuit]) -> list[Component
     for hp, c in zip(plan, circuits, strict=True):
         head = slot.setdefault(hp.layer, 0)
         slot[hp.layer] += 1
-        reads = _subspaces([q for q, _ in c.qk] + [k for _, k in c.qk] + [r for r, _ in c.ov])
+        terms = c.qk + c.qk2
+        reads = _subspaces([q for q, _ in terms] + [k for _, k in terms] + [r for r, _ in c.ov])
         writes = _subspaces([w for _, w in c.ov])
         out.append(
             ComponentRecord(
@@ -209,15 +235,17 @@ def _meta(spec: Spec, compiled: CompiledCompact, version: str) -> dict:
         "spec": {"name": spec.name, "sha256": spec.sha256, "source": str(spec.source)},
         "compiler": {
             "version": version,
-            "family": "standard",
+            "family": compiled.model.cfg.family,
             "shape": f"{s.n_layers}x{s.n_heads}x{s.d_model}",
             "d_head": s.d_head,
             "attn_only": True,
         },
         "constants": dict(k.table()),
         "bounds": k.bound,
-        "bound_scope": "every context",
-        "conditions": [],
+        "bound_scope": "contexts where the conditions hold"
+        if compiled.conditions
+        else "every context",
+        "conditions": [c.describe() for c in compiled.conditions],
         "interference": [i.to_json() for i in compiled.interference],
         "codes": compiled.codes.features(),
         "components": [r.to_json() for r in records(list(compiled.heads), list(compiled.circuits))],

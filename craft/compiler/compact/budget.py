@@ -130,9 +130,12 @@ class CompactConstants:
             ("margin M (nats)", self.margin),
             ("logit gap G", self.gap),
             ("row range F", self.floor_range),
-            ("softmax margin m", self.softmax_margin),
-            ("float32 score rounding", self.fp32_score_error),
         ]
+        if self.softmax_margin:  # the tensor family has no softmax
+            rows += [
+                ("softmax margin m", self.softmax_margin),
+                ("float32 score rounding", self.fp32_score_error),
+            ]
         return rows + [(f"boost {k}", v) for k, v in self.boost.items()]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from craft.compiler.analysis import Analysis, log_probs
 from craft.compiler.assemble import _head
 from craft.compiler.compact import heads as H
+from craft.compiler.compact import tensor as T
 from craft.compiler.compact.budget import FP32_ULP, CompactConstants, HeadPlan, boosts, floor_range
 from craft.compiler.compact.codes import Codes, Separation, Vec, _add, scale
 from craft.compiler.compact.shape import Shape
@@ -319,10 +320,24 @@ def unembedding(an: Analysis, codes: Codes, gap: float) -> dict[Direction, np.nd
     return rows
 
 
-def write_model(an, codes: Codes, plan, circuits, k: CompactConstants, shape: Shape):
+def _position(max_len: int, p: int, layout: Layout) -> Vec:
+    """Position ``p``'s code: ``(u, u^2)`` from position 1 (BOS has none) or residues."""
+    if Direction("pos", "u") in layout:
+        u = H.frame(max_len).u(p)
+        return {Direction("pos", "u"): u, Direction("pos", "u2"): u * u} if p else {}
+    if Direction("posa", 0) in layout:
+        return T.position(max_len, p)
+    return {}
+
+
+def write_model(
+    an, codes: Codes, plan, circuits, k: CompactConstants, shape: Shape, family: str = "standard"
+):
+    """The model: token codes, position codes (``pos:u, pos:u2`` or residues), unembedding
+    rows, and every head's terms (standard: scores; tensor: the two factors)."""
     vocab = an.spec.vocab
     cfg = ModelConfig(
-        "standard",
+        family,
         shape.n_layers,
         shape.n_heads,
         shape.d_model,
@@ -340,16 +355,15 @@ def write_model(an, codes: Codes, plan, circuits, k: CompactConstants, shape: Sh
     for v in range(len(vocab) + 1):
         for d, w in codes.tok(v).items():
             state["embed.W_E"][v, layout.index(d)] = w
-    pf = H.frame(an.spec.max_len)
-    for p in range(1, an.spec.max_len + 1) if Direction("pos", "u") in layout else ():
-        state["pos_embed.W_pos"][p, layout.index(Direction("pos", "u"))] = pf.u(p)
-        state["pos_embed.W_pos"][p, layout.index(Direction("pos", "u2"))] = pf.u(p) ** 2
+    for p in range(an.spec.max_len + 1):
+        for d, w in _position(an.spec.max_len, p, layout).items():
+            state["pos_embed.W_pos"][p, layout.index(d)] = w
     for d, row in unembedding(an, codes, k.gap).items():
         state["unembed.W_U"][layout.index(d)] = row
     slot = {}
     for hp, circ in zip(plan, circuits, strict=True):
         h = slot.setdefault(hp.layer, 0)
         slot[hp.layer] += 1
-        _head(state, f"blocks.{hp.layer}.attn", h, circ, layout, shape.d_head, False)
+        _head(state, f"blocks.{hp.layer}.attn", h, circ, layout, shape.d_head, family == "tensor")
     model.layout = layout
     return model

@@ -219,12 +219,15 @@ class Codes:
 
 
 def build_codes(
-    an: Analysis, prev_sets: list[frozenset[int]], out_all: bool, positions: bool = True
+    an: Analysis,
+    prev_sets: list[frozenset[int]],
+    out_all: bool,
+    positions: tuple[Direction, ...] = (Direction("pos", "u"), Direction("pos", "u2")),
 ) -> Codes:
     """Classes from the spec's direct rows and cue sets; prev and output codes sized by
     what the heads read (``prev_sets``: token sets read from the prev code; ``out_all``:
-    whether any token can be an output boost, i.e. induction copies; ``positions``: whether
-    any head reads positions)."""
+    whether any token can be an output boost, i.e. induction copies; ``positions``: the
+    position dimensions, none when no head reads positions)."""
     spec = an.spec
     vocab = spec.vocab
     cat_of = tuple(vocab.category_of(t) for t in vocab.tokens)
@@ -267,8 +270,7 @@ def build_codes(
     dims += [proto.cls(c) for c in range(len(classes))]
     n_idx = max(idx_of) + 1
     dims += [Direction("idx", i) for i in range(n_idx)]
-    if positions:
-        dims += [Direction("pos", "u"), Direction("pos", "u2")]
+    dims += list(positions)
     dims += [Direction("prevcat", k) for k in names if k in prev_cats]
     if prev_idx:
         dims += [Direction("previdx", i) for i in range(n_idx)]
