@@ -29,6 +29,7 @@ Shape glossary: V vocabulary (BOS excluded), D residual width.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -218,6 +219,21 @@ class Codes:
         }
 
 
+def _classes(an: Analysis) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Tokens grouped by (category, direct row, membership in every rule's effective cue)."""
+    vocab = an.spec.vocab
+    groups: dict[tuple, list[int]] = {}
+    for v, t in enumerate(vocab.tokens):
+        sig = (vocab.category_of(t), an.direct[v].items, tuple(v in r.cue for r in an.rules))
+        groups.setdefault(sig, []).append(v)
+    classes = tuple(tuple(g) for g in groups.values())
+    class_of = [0] * len(vocab)
+    for c, members in enumerate(classes):
+        for v in members:
+            class_of[v] = c
+    return classes, tuple(class_of)
+
+
 def build_codes(
     an: Analysis,
     prev_sets: list[frozenset[int]],
@@ -228,47 +244,24 @@ def build_codes(
     what the heads read (``prev_sets``: token sets read from the prev code; ``out_all``:
     whether any token can be an output boost, i.e. induction copies; ``positions``: the
     position dimensions, none when no head reads positions)."""
-    spec = an.spec
-    vocab = spec.vocab
+    vocab = an.spec.vocab
     cat_of = tuple(vocab.category_of(t) for t in vocab.tokens)
     idx_of = tuple(
         vocab.categories[vocab.category_names().index(c)][1].index(t)
         for t, c in zip(vocab.tokens, cat_of, strict=True)
     )
-    sig = [
-        (cat_of[v], an.direct[v].items, tuple(v in r.cue for r in an.rules))
-        for v in range(len(vocab))
-    ]
-    groups: dict[tuple, list[int]] = {}
-    for v, s in enumerate(sig):
-        groups.setdefault(s, []).append(v)
-    classes = tuple(tuple(g) for g in groups.values())
-    class_of = [0] * len(vocab)
-    for c, members in enumerate(classes):
-        for v in members:
-            class_of[v] = c
+    classes, class_of = _classes(an)
     prev_tokens = set().union(*prev_sets) if prev_sets else set()
     prev_cats = tuple(dict.fromkeys(cat_of[v] for v in sorted(prev_tokens)))
     prev_idx = any(not set(vocab.resolve(cat_of[v])) <= s for s in prev_sets for v in s)
     targets = {r.target for r in an.rules if r.target is not None}
     out_cats = tuple(dict.fromkeys(cat_of[v] for v in range(len(vocab)) if out_all or v in targets))
     reads = tuple(r.name for r in an.rules if not r.deterministic)
-    names = vocab.category_names()
-    dims = [BOS_DIR]
-    proto = Codes(
-        an,
-        classes,
-        tuple(class_of),
-        cat_of,
-        idx_of,
-        prev_cats,
-        prev_idx,
-        out_cats,
-        reads,
-        Layout(()),
+    codes = Codes(
+        an, classes, class_of, cat_of, idx_of, prev_cats, prev_idx, out_cats, reads, Layout(())
     )
-    dims += [proto.cls(c) for c in range(len(classes))]
-    n_idx = max(idx_of) + 1
+    names, n_idx = vocab.category_names(), max(idx_of) + 1
+    dims = [BOS_DIR, *(codes.cls(c) for c in range(len(classes)))]
     dims += [Direction("idx", i) for i in range(n_idx)]
     dims += list(positions)
     dims += [Direction("prevcat", k) for k in names if k in prev_cats]
@@ -278,15 +271,4 @@ def build_codes(
         dims += [Direction("outcat", k) for k in names if k in out_cats]
         dims += [Direction("outidx", i) for i in range(n_idx)]
     dims += [Direction("read", r) for r in reads]
-    return Codes(
-        an,
-        classes,
-        tuple(class_of),
-        cat_of,
-        idx_of,
-        prev_cats,
-        prev_idx,
-        out_cats,
-        reads,
-        Layout(tuple(dims)),
-    )
+    return dataclasses.replace(codes, layout=Layout(tuple(dims)))
