@@ -270,11 +270,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="craft", description="Compile circuit specs into transformer weights.")
-    parser.add_argument("--version", action="version", version=f"craft {COMPILER_VERSION}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _compile_parser(sub) -> None:
+    """``craft compile``: the one-hot default, or a size budget (``--shape``/``--smallest``)."""
     p = sub.add_parser("compile", help="compile a spec into a model file")
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
@@ -303,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --smallest: the max KL the shape must guarantee (default {DEFAULT_MAX_KL})",
     )
     p.set_defaults(run=cmd_compile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="craft", description="Compile circuit specs into transformer weights.")
+    parser.add_argument("--version", action="version", version=f"craft {COMPILER_VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _compile_parser(sub)
 
     p = sub.add_parser("eval", help="compare a model's predictions with a spec's ground truth")
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")

@@ -125,6 +125,11 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         for name, value in s["bounds"].items():
             t.add_row(name, _num(value))
         console.print(t)
+    _print_scope(console, s)
+
+
+def _print_scope(console: Console, s: dict[str, Any]) -> None:
+    """Where the bounds hold, the interference behind them, and the feature codes."""
     if s["conditions"]:
         console.print("the bounds hold on contexts where:", style="bold")
         for c in s["conditions"]:
