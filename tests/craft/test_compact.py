@@ -63,7 +63,7 @@ def test_bad_shapes_name_the_option_and_the_fix(text):
     [
         ("2x2x64", ["layer 1 needs 3 heads (trigram0, readout:func-noun, induction:"]),
         ("1x4x64", ["needs 2 layers"]),
-        ("2x4x40", ["the residual needs 59 dimensions (bos 1, cls 22"]),
+        ("2x4x40", ["the residual needs 60 dimensions (bos 1, cls 22"]),
         ("2x8x64", ["a head needs 15 dimensions (d_head 8)"]),
     ],
 )
@@ -71,7 +71,7 @@ def test_a_budget_that_does_not_fit_names_what_and_the_smallest_that_does(shape,
     with pytest.raises(CraftError) as e:
         compile_compact(spec_of("toy_language"), Shape.parse(shape))
     msg = str(e.value)
-    assert msg.startswith("--shape: does not fit") and "fix: --shape 2x3x59 --d-head 15" in msg
+    assert msg.startswith("--shape: does not fit") and "fix: --shape 2x3x60 --d-head 15" in msg
     for needle in needles:
         assert needle in msg
 
@@ -79,7 +79,7 @@ def test_a_budget_that_does_not_fit_names_what_and_the_smallest_that_does(shape,
 def test_the_suggested_shape_fits_and_is_the_smallest():
     spec = spec_of("toy_language")
     best, curve = smallest(spec, max_kl=1e-3)
-    assert (best.n_layers, best.n_heads, best.d_model, best.d_head) == (2, 3, 59, 15)
+    assert (best.n_layers, best.n_heads, best.d_model, best.d_head) == (2, 3, 60, 15)
     m = compile_compact(spec, best).model
     assert m.n_params() == min(c.params for c in curve if c.fits) < toy().model.n_params()
     assert all(not c.fits for c in curve if c.params < m.n_params())

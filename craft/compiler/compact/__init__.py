@@ -36,7 +36,7 @@ from craft.models.transformer import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
 
-QUADRATIC = (Direction("pos", "u"), Direction("pos", "u2"))  # standard: (u, u^2) positions
+QUADRATIC = (Direction("pos", 1), Direction("pos", "u"), Direction("pos", "u2"))  # (1, u, u^2)
 
 
 @dataclass(frozen=True)

@@ -321,10 +321,14 @@ def unembedding(an: Analysis, codes: Codes, gap: float) -> dict[Direction, np.nd
 
 
 def _position(max_len: int, p: int, layout: Layout) -> Vec:
-    """Position ``p``'s code: ``(u, u^2)`` from position 1 (BOS has none) or residues."""
+    """Position ``p``'s code: ``(1, u, u^2)`` from position 1 (BOS has none) or residues."""
     if Direction("pos", "u") in layout:
         u = H.frame(max_len).u(p)
-        return {Direction("pos", "u"): u, Direction("pos", "u2"): u * u} if p else {}
+        return (
+            {Direction("pos", 1): 1.0, Direction("pos", "u"): u, Direction("pos", "u2"): u * u}
+            if p
+            else {}
+        )
     if Direction("posa", 0) in layout:
         return T.position(max_len, p)
     return {}

@@ -10,9 +10,8 @@ directions) but gives each *feature* a code vector over several of them:
   effective cue. So every direct-path row and every cue set is an *exact* linear
   functional (a sum of ``cls`` dimensions). Token identity within a class is carried by
   ``idx``: ``(category, idx)`` names a token uniquely.
-* ``bos`` is its own class; ``one`` (1 at every non-BOS position) is the sum of all
-  other ``cls`` dimensions, so it costs nothing.
-* ``pos:u, pos:u2`` hold ``u = (t - c) / w`` and ``u^2`` (centred, scaled positions): every
+* ``bos`` is its own class; ``one`` (1 at every non-BOS position) is ``pos:1``.
+* ``pos:1, pos:u, pos:u2`` hold 1, ``u = (t - c) / w`` and ``u^2`` (centred, scaled): every
   positional score the heads need is a quadratic in ``(t, s)``, i.e. a bilinear form
   in ``(1, u_t, u_t^2) x (1, u_s, u_s^2)`` (see :mod:`craft.compiler.compact.heads`).
 * ``prevcat:K, previdx:i`` (written by the previous-token head) and ``outcat:K,
@@ -118,7 +117,11 @@ class Codes:
         return {self.cls(self.class_of[v]): 1.0, Direction("idx", self.idx_of[v]): 1.0}
 
     def one(self) -> Vec:
-        """1 at every non-BOS position: the sum of the non-BOS class dimensions."""
+        """1 at every non-BOS position: ``pos:1`` where positions are coded (so every
+        constant of a positional score sits in the position embedding, where the position
+        circuits read it), else the sum of the non-BOS class dimensions."""
+        if Direction("pos", 1) in self.layout:
+            return {Direction("pos", 1): 1.0}
         return {self.cls(c): 1.0 for c in range(len(self.classes))}
 
     def cls_set(self, tokens: Iterable[int]) -> Vec:
@@ -238,7 +241,7 @@ def build_codes(
     an: Analysis,
     prev_sets: list[frozenset[int]],
     out_all: bool,
-    positions: tuple[Direction, ...] = (Direction("pos", "u"), Direction("pos", "u2")),
+    positions: tuple[Direction, ...] = (),
 ) -> Codes:
     """Classes from the spec's direct rows and cue sets; prev and output codes sized by
     what the heads read (``prev_sets``: token sets read from the prev code; ``out_all``:

@@ -9,9 +9,9 @@ softmax margin of :mod:`craft.compiler.compact.budget`: every wrong key scores a
 Positions. With ``t = c + w u_t`` and ``s = c + w u_s`` every score below is a
 polynomial of degree <= 2 in ``u_t`` and in ``u_s``, i.e. a bilinear form in
 ``(1, u_t, u_t^2) x (1, u_s, u_s^2)``: at most three head dimensions (one per key
-monomial; :func:`quadratic`). ``1`` is the ``one`` functional (sum of the non-BOS class
-dimensions). Float32: the monomials reach ``|coefficient| * w^2 / 4``; their rounding
-(``2^-24`` relative each) is what limits ``max_len`` (see ``budget.fp32_score_error``).
+monomial; :func:`quadratic`). ``1`` is ``pos:1`` (1 at every non-BOS position).
+Float32: the monomials reach ``|coefficient| * w^2 / 4``; their rounding (``2^-24``
+relative each) is what limits ``max_len`` (see ``build.score_scale``).
 
 Tokens. Cue sets are exact (unions of classes); an anchor or a previous token is read
 from a ``(category, idx)`` code whose worst collision ``mu`` (largest value of the
@@ -48,7 +48,11 @@ def frame(max_len: int) -> PosFrame:
 
 
 def _mono(codes: Codes, i: int) -> Vec:
-    return [codes.one(), {Direction("pos", "u"): 1.0}, {Direction("pos", "u2"): 1.0}][i]
+    return [
+        {Direction("pos", 1): 1.0},
+        {Direction("pos", "u"): 1.0},
+        {Direction("pos", "u2"): 1.0},
+    ][i]
 
 
 def quadratic(codes: Codes, pf: PosFrame, f: sp.Expr) -> list[tuple[Vec, Vec]]:
@@ -215,7 +219,7 @@ def induction(
     """
     qk = [(scale(q, c_m * 0.5), {Direction("prevcat", cat): 1.0}) for cat, q in cue_cats.items()]
     qk += [(scale(q, c_m * 0.5), {Direction("previdx", i): 1.0}) for i, q in cue_idx.items()]
-    s_lin = {**{dd: pf.centre for dd in codes.one()}, Direction("pos", "u"): pf.width}
+    s_lin = {Direction("pos", 1): pf.centre, Direction("pos", "u"): pf.width}
     qk.append((scale(codes.one(), -d), s_lin))
     qk.append((_add(scale(codes.one(), b0), scale(gate, k)), {BOS_DIR: 1.0}))
     return HeadCircuit(name, qk, ov)
