@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -196,6 +197,12 @@ class Spec:
     rules: tuple[Rule, ...]
     source: str = ""  # file it came from ("" when built in code)
     sha256: str = ""  # hash of the canonical (resolved) content
+
+    def provenance(self) -> dict[str, str]:
+        """What identifies this spec in a model file: name, content hash and file *name*
+        (not the path as typed: the same spec compiled from another folder gives the same
+        bytes, and no local path leaks into shared files)."""
+        return {"name": self.name, "sha256": self.sha256, "source": Path(self.source).name}
 
     def rule_names(self) -> tuple[str, ...]:
         """Names indexed by rule id; ``START_RULE`` is appended as the last id."""

@@ -47,7 +47,7 @@ def compile_spec(spec: Spec, family: str = "standard") -> Compiled:
     model, placed = assemble(p, k, family)
     conds = tensor_conditions(an) if family == "tensor" else ()
     model.meta = {
-        "spec": {"name": spec.name, "sha256": spec.sha256, "source": str(spec.source)},
+        "spec": spec.provenance(),
         "compiler": {"version": COMPILER_VERSION, "family": family},
         "constants": dict(k.table()),
         "bounds": k.bound,

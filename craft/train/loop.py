@@ -107,15 +107,14 @@ class TrainResult:
         return self.records[-1]["excess"] if self.records else {}
 
 
-def _meta(cfg: TrainConfig, spec: Spec, step: int, excess: dict, wall_s: float, dev: str) -> dict:
+def _meta(cfg: TrainConfig, spec: Spec, step: int, excess: dict, dev: str) -> dict:
     training = {
         **cfg.to_json(),
         "steps_done": step,
         "final_excess": excess,
-        "wall_s": round(wall_s, 3),
         "device_used": dev,
-    }
-    return {"training": training, "spec": {"name": spec.name, "sha256": spec.sha256}}
+    }  # run facts (wall time) go to the log: one seed, one device, the same bytes
+    return {"training": training, "spec": spec.provenance()}
 
 
 def _save(model: Transformer, path: Path, meta: dict) -> None:
@@ -193,7 +192,7 @@ def train(
         if run_dir is None or step % cfg.save_every:
             return
         path = run_dir / f"step_{step:06d}.safetensors"
-        _save(model, path, _meta(cfg, spec, step, result.final_excess, 0.0, str(device)))
+        _save(model, path, _meta(cfg, spec, step, result.final_excess, str(device)))
         result.checkpoints.append(path)
 
     def batch(step: int) -> np.ndarray:
@@ -221,7 +220,7 @@ def train(
             log.close()
     result.wall_s = time.perf_counter() - start
     model.cpu().eval()
-    model.meta = _meta(cfg, spec, cfg.steps, result.final_excess, result.wall_s, str(device))
+    model.meta = _meta(cfg, spec, cfg.steps, result.final_excess, str(device))
     if output is not None:
         _save(model, Path(output), model.meta)
     return result

@@ -108,6 +108,19 @@ def test_toy_language_in_the_trained_shape():
     assert Direction("read", "func-noun") in by[ComponentKind.READOUT_HEAD].writes
 
 
+def test_same_spec_from_another_folder_same_bytes(tmp_path, monkeypatch):
+    """The header keeps the spec's name, hash and file name, not the path as typed."""
+    copy = tmp_path / "sub" / "toy_language.yaml"
+    copy.parent.mkdir()
+    copy.write_bytes(specs.library_path("toy_language").read_bytes())
+    paths = []
+    for spec_path, out in [(specs.library_path("toy_language"), "a"), (copy, "b")]:
+        save_model(compile_compact(specs.load_spec(spec_path), TOY).model, tmp_path / out)
+        paths.append(tmp_path / out)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert load_model(paths[0]).meta["spec"]["source"] == "toy_language.yaml"
+
+
 def test_saved_compact_model_round_trips(tmp_path):
     c = toy()
     save_model(c.model, tmp_path / "m.safetensors")

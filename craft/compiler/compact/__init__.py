@@ -232,7 +232,7 @@ def records(plan: list[HeadPlan], circuits: list[HeadCircuit]) -> list[Component
 def _meta(spec: Spec, compiled: CompiledCompact, version: str) -> dict:
     s, k = compiled.shape, compiled.constants
     return {
-        "spec": {"name": spec.name, "sha256": spec.sha256, "source": str(spec.source)},
+        "spec": spec.provenance(),
         "compiler": {
             "version": version,
             "family": compiled.model.cfg.family,
