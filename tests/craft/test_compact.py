@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import pytest
 import torch
-from exactness import last_kl
+from exactness import last_kl, positions_kl
 
 import specs
 from craft.compiler.analysis import log_probs
@@ -254,3 +254,15 @@ def test_the_float32_limit_is_stated_and_enforced():
         CraftError, match="float32 cannot resolve the position scores at max_len 512"
     ):
         prepare(parse_spec(text))
+
+
+def test_a_larger_budget_leaves_the_rest_zero_and_stays_exact():
+    spec = spec_of("toy_language")
+    m = compile_compact(spec, Shape.parse("3x5x96", 24)).model
+    assert (m.cfg.n_layers, m.cfg.n_heads, m.cfg.d_model, m.cfg.d_head) == (3, 5, 96, 24)
+    assert not any(p.abs().sum() for n, p in m.named_parameters() if n.startswith("blocks.2."))
+    tokens, _ = specs.sample(spec, 40, spec.max_len, seed=5)
+    kl, rules = positions_kl(spec, m, tokens)
+    bounds = toy().constants.bound
+    names = spec.rule_names()
+    assert all(kl[i, j] <= bounds[names[rules[i, j]]] for i, j in np.ndindex(kl.shape))
