@@ -154,3 +154,45 @@ def skip_bigram_scores(
         rows = pat[:, np.arange(len(ctxs)), :, last, :]  # [B, L, H, T]
         out.append((rows * mask[:, None, None, :]).sum(-1).mean(0))
     return np.mean(out, axis=0)
+
+
+def condition_scores(
+    model: Transformer, spec: Spec, rules: list[str], *, n: int = 48, seed: int = 0
+) -> np.ndarray:
+    """Condition score ``[L, H]``: how much a head's attention switches with a trigram.
+
+    On ``n`` contexts built to make each rule fire (the last token a cue, the one before
+    an anchor) and on the same contexts with that anchor replaced by a token that is not
+    one (the rule no longer fires there), the normalised attention mass from the last
+    position to the pair's positions ``{t-1, t}``; the score is the absolute difference
+    of the two means, averaged over ``rules``. 1: the head attends to the pair exactly
+    when the rule holds (the compact compiler's trigram and readout heads); 0: its
+    attention there ignores the condition (a previous-token head attends to ``t-1``
+    either way). Rules without a first token (not trigrams) are skipped.
+    """
+    by_name = {r.name: r for r in spec.rules}
+    out = []
+    for name in rules:
+        rule = by_name[name]
+        others = [v for v in range(len(spec.vocab)) if v not in getattr(rule, "first", ())]
+        if not hasattr(rule, "first") or not others:
+            continue
+        rng = np.random.default_rng(seed)
+        fired = contexts_for_rule(spec, spec.rule_names().index(name), rng, n)
+        broken = [c[:-2] + (others[int(rng.integers(len(others)))], c[-1]) for c in fired]
+        out.append(abs(_pair_mass(model, spec, fired) - _pair_mass(model, spec, broken)))
+    if not out:
+        raise CraftError(f"no trigram among {rules}", fix="score trigram rules only")
+    return np.mean(out, axis=0)
+
+
+def _pair_mass(model: Transformer, spec: Spec, ctxs: list[tuple[int, ...]]) -> np.ndarray:
+    """Mean normalised attention ``[L, H]`` from the last position to the last two tokens."""
+    width = 1 + max(len(c) for c in ctxs)
+    tokens = np.full((len(ctxs), width), len(spec.vocab), dtype=np.int64)
+    last = np.array([len(c) for c in ctxs])
+    for i, c in enumerate(ctxs):
+        tokens[i, 1 : 1 + len(c)] = c
+    rows = patterns(model, tokens)[:, np.arange(len(ctxs)), :, last, :]  # [B, L, H, T]
+    pair = rows[np.arange(len(ctxs)), ..., last] + rows[np.arange(len(ctxs)), ..., last - 1]
+    return pair.mean(0)

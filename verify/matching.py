@@ -16,9 +16,11 @@ head index):
    Roles (attention behaviour, :mod:`verify.head_scores`): previous-token for
    ``previous-token``; for ``induction`` the smaller of prefix matching on the rule's
    tokens and the copying score (an induction head must do both), skip-bigram
-   (attention from a cue to the anchors in its window) for ``skip-detector``; any other
-   kind's role (``trigram-head``, ``readout-head``) is the cosine of its raw attention
-   patterns with the trained head's on the same sampled tokens.
+   (attention from a cue to the anchors in its window) for ``skip-detector``; for
+   ``trigram-head`` and ``readout-head`` the condition score (how much attention from a
+   trigram's last token to the pair switches when the rule holds or not); any other
+   component (one whose rules include no trigram) is judged by the cosine of its raw
+   attention patterns with the trained head's on the same sampled tokens.
 2. **Per-head similarity.** For every trained head: the cosine of each relevant circuit
    with the crafted one (:func:`verify.factored.similarity`, row-centred for OV and for
    softmax QK), averaged over the relevant circuits.
@@ -48,6 +50,7 @@ from specs.model import Induction, SkipBigram, Spec, Trigram
 from verify.circuits import copying_score, ov, qk_positions, qk_tokens
 from verify.factored import ZERO_TOL, Factored, Matrix, norm, similarity
 from verify.head_scores import (
+    condition_scores,
     prefix_matching_scores,
     previous_token_scores,
     skip_bigram_scores,
@@ -64,8 +67,11 @@ ROLE_OF_KIND = {
     ComponentKind.PREVIOUS_TOKEN: "previous_token",
     ComponentKind.INDUCTION: "induction",
     ComponentKind.SKIP_DETECTOR: "skip_bigram",
+    ComponentKind.TRIGRAM_HEAD: "condition",
+    ComponentKind.READOUT_HEAD: "condition",
 }
 
+CONDITION_KINDS = (ComponentKind.TRIGRAM_HEAD, ComponentKind.READOUT_HEAD)
 Head = tuple[int, int]
 
 
@@ -112,6 +118,7 @@ class RoleScores:
     copying: np.ndarray
     prefix_matching: dict[str, np.ndarray]  # induction rule -> [L, H]
     skip_bigram: dict[str, np.ndarray] = field(default_factory=dict)  # detector -> [L, H]
+    condition: dict[str, np.ndarray] = field(default_factory=dict)  # trigram/readout head
 
     def to_json(self) -> dict:
         return {
@@ -119,6 +126,7 @@ class RoleScores:
             "copying": self.copying.tolist(),
             "prefix_matching": {k: v.tolist() for k, v in self.prefix_matching.items()},
             "skip_bigram": {k: v.tolist() for k, v in self.skip_bigram.items()},
+            "condition": {k: v.tolist() for k, v in self.condition.items()},
         }
 
 
@@ -159,8 +167,17 @@ def role_scores(
         for c in comps
         if c.kind == ComponentKind.SKIP_DETECTOR and c.rules
     }
+    cond = {
+        c.name: condition_scores(model, spec, trigrams, seed=seed)
+        for c in comps
+        if c.kind in CONDITION_KINDS and (trigrams := _trigrams(spec, c.rules))
+    }
     copies = np.array(copying).reshape(n_layers, n_heads)
-    return RoleScores(previous_token_scores(model, seed=seed), copies, prefix, skip)
+    return RoleScores(previous_token_scores(model, seed=seed), copies, prefix, skip, cond)
+
+
+def _trigrams(spec: Spec, rules: tuple[str, ...]) -> list[str]:
+    return [r.name for r in spec.rules if r.name in rules and isinstance(r, Trigram)]
 
 
 def role_of(component: ComponentRecord, roles: RoleScores) -> np.ndarray | None:
@@ -169,6 +186,8 @@ def role_of(component: ComponentRecord, roles: RoleScores) -> np.ndarray | None:
         return roles.previous_token
     if component.kind == ComponentKind.SKIP_DETECTOR:
         return roles.skip_bigram.get(component.name)
+    if component.kind in CONDITION_KINDS:
+        return roles.condition.get(component.name)
     if component.kind != ComponentKind.INDUCTION:
         return None
     hits = [roles.prefix_matching[r] for r in component.rules if r in roles.prefix_matching]

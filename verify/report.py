@@ -236,11 +236,13 @@ def _roles(d: Diff) -> list[str]:
     cols = [("previous-token", r.previous_token)]
     cols += [(f"prefix {k}", v) for k, v in r.prefix_matching.items()]
     cols += [(f"skip-bigram {k}", v) for k, v in r.skip_bigram.items()]
+    cols += [(f"condition {k}", v) for k, v in r.condition.items()]
     cols += [("copying", r.copying)]
     lines = [
         "Role scores of the trained heads (attention to the previous token; prefix matching "
         "per induction rule; attention from a cue to its anchors per skip-bigram detector; "
-        "copying, the OV eigenvalue score):",
+        "condition per trigram or readout head, how much attention to the pair switches with "
+        "the rule; copying, the OV eigenvalue score):",
         "",
         "| head | " + " | ".join(name for name, _ in cols) + " |",
         "|---|" + "---|" * len(cols),
