@@ -25,6 +25,7 @@ from specs.load import parse_spec
 from verify.check import check_all
 from verify.defaults import default_claims
 from verify.diff import diff
+from verify.head_scores import condition_scores
 
 TOY = Shape.parse("2x4x64")
 
@@ -266,3 +267,13 @@ def test_a_larger_budget_leaves_the_rest_zero_and_stays_exact():
     bounds = toy().constants.bound
     names = spec.rule_names()
     assert all(kl[i, j] <= bounds[names[rules[i, j]]] for i, j in np.ndindex(kl.shape))
+
+
+def test_condition_role_singles_out_trigram_and_readout_heads():
+    """The named role of the new head kinds: attention that switches with the rule."""
+    spec, m = spec_of("toy_language"), toy().model
+    tri = condition_scores(m, spec, ["the-alice", "in-park", "at-store"])
+    assert tri[1, 0] > 0.99  # trigram0 (L1H0)
+    assert tri[0, 0] < 0.01 and tri[1, 2] < 0.05  # previous-token and induction heads
+    read = condition_scores(m, spec, ["func-noun"])
+    assert read[1, 1] > 0.99 and read[0].max() < 0.01  # readout:func-noun (L1H1)
