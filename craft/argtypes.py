@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -26,12 +27,26 @@ def positive_int(text: str) -> int:
     return int_at_least(1)(text)
 
 
-def positive_float(text: str) -> float:
-    """A number ``> 0``."""
+def _number(text: str) -> float | None:
+    """``text`` as a finite float, else None (``nan`` and ``inf`` are not numbers here)."""
     try:
         value = float(text)
     except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        return None
+    return value if math.isfinite(value) else None
+
+
+def positive_float(text: str) -> float:
+    """A finite number ``> 0``."""
+    value = _number(text)
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A fraction ``p`` with ``0 < p <= 1``."""
+    value = _number(text)
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction 0 < p <= 1, got {text!r}")
     return value

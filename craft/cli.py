@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -25,10 +26,11 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from craft import import_cli
-from craft.argtypes import int_at_least, positive_float
+from craft.argtypes import fraction, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
-from craft.models import load_model, save_model
+from craft.models import component_records, load_model, save_model
+from craft.paths import PathArg, guarded, import_paths, refuse_overwrites, tracr_paths
 from craft.report import (
     check_table,
     eval_table,
@@ -44,9 +46,9 @@ from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
 from verify import diff_cli
-from verify.behaviour import at_context, evaluate
+from verify.behaviour import at_context, check_finite, check_fit, evaluate
 from verify.check import check_all
-from verify.claims import load_claims
+from verify.claims import check_model, load_claims
 from verify.defaults import default_claims, for_trained, retarget
 from verify.tracr_check import check as tracr_check
 
@@ -103,6 +105,7 @@ def _budget_args(args: argparse.Namespace) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     _budget_args(args)
+    refuse_overwrites([PathArg("SPEC", args.spec)], [PathArg("-o", args.output, "the model")])
     spec = load_spec(args.spec)
     curve = None
     if args.shape is not None or args.smallest:
@@ -134,18 +137,28 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    spec = load_spec(args.spec)
+def _warn_other_spec(model, spec, args: argparse.Namespace, doing: str) -> None:
     stated = (model.meta.get("spec") or {}).get("sha256")
     if stated and stated != spec.sha256:
         _warn(
             f"{args.model} was compiled from a spec with sha256 {stated[:16]}..., but "
-            f"{args.spec} has sha256 {spec.sha256[:16]}...; evaluating anyway"
+            f"{args.spec} has sha256 {spec.sha256[:16]}...; {doing} anyway"
         )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    spec = load_spec(args.spec)
+    _warn_other_spec(model, spec, args, "evaluating")
     if args.context is not None:
         return _eval_context(model, spec, args)
     evaluation = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed)
+    if evaluation.non_finite:
+        _warn(
+            f"{args.model}: the model's logits are NaN or inf at {evaluation.non_finite} of "
+            f"{evaluation.overall.n} positions (it diverged, or its weights are corrupt); "
+            "its KL and cross-entropy are nan and those positions count as wrong"
+        )
     result = evaluation.to_json()
     if args.json:
         _print_json(result)
@@ -184,6 +197,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_context(model, spec, args: argparse.Namespace) -> int:
     """``craft eval --context "the alice"``: both distributions after one context."""
     report = at_context(model, spec, args.context.split())
+    if not all(math.isfinite(q) for q in report.model.values()):
+        _warn(f"{args.model}: the model's output after this context is NaN or inf")
     bound = (model.meta.get("bounds") or {}).get(report.rule)
     if args.json:
         _print_json({**report.to_json(), "bound": bound})
@@ -216,19 +231,46 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _circuit_fits(crafted, spec, where: str) -> None:
+    """The crafted model's components and bounds name only rules of ``spec`` (its default
+    claims are about those rules)."""
+    named = {r for rec in component_records(crafted) for r in rec.rules}
+    missing = sorted((named | set(crafted.meta.get("bounds") or {})) - set(spec.rule_names()))
+    if missing:
+        source = (crafted.meta.get("spec") or {}).get("source") or "its own spec"
+        raise CraftError(
+            f"the model's circuit serves rules spec {spec.name!r} lacks ({', '.join(missing)})",
+            where=where,
+            fix=f"check it against the spec it was compiled from ({source}), or pass --claims",
+        )
+
+
+def _claims(args: argparse.Namespace, model, spec) -> tuple:
+    """The claims file's claims, or the default claims of the model (or of ``--like``)."""
+    if args.claims:
+        return load_claims(args.claims)
+    crafted = model
+    if args.like:  # head claims move to the heads matched to the crafted components
+        crafted = load_model(args.like)
+        check_fit(crafted, spec, where=args.like)
+        for path, m in ((args.like, crafted), (args.model, model)):
+            check_finite(m, where=path)  # matching heads needs finite weights
+    _circuit_fits(crafted, spec, args.like or args.model)
+    claims = default_claims(crafted, spec)
+    if args.like:
+        claims = retarget(claims, crafted, model, spec, seed=args.seed)
+    if args.tolerance is not None or args.fraction is not None:
+        claims = for_trained(claims, args.tolerance or 0.0, args.fraction)
+    return claims
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """``craft check MODEL --spec SPEC [--claims FILE]``: property-test claims."""
     model = load_model(args.model)
     spec = load_spec(args.spec)
-    if args.claims:
-        claims = load_claims(args.claims)
-    else:  # the crafted model's own circuit, or another crafted model's (--like)
-        crafted = load_model(args.like) if args.like else model
-        claims = default_claims(crafted, spec)
-        if args.like:  # head claims move to the heads matched to the crafted components
-            claims = retarget(claims, crafted, model, spec, seed=args.seed)
-        if args.tolerance is not None or args.fraction is not None:
-            claims = for_trained(claims, args.tolerance or 0.0, args.fraction)
+    check_model(model, spec, where=args.model)
+    _warn_other_spec(model, spec, args, "checking")
+    claims = _claims(args, model, spec)
     if not claims:
         raise CraftError(
             "no claims to check",
@@ -248,6 +290,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     for r in results:
         for w in r.warnings:
             _warn(w)
+    diverged = [r.name for r in results if not math.isfinite(r.value) and not r.passed]
+    if diverged:
+        _warn(
+            f"{args.model}: the model's outputs are NaN or inf (it diverged, or its weights "
+            f"are corrupt); {len(diverged)} claims fail with a non-finite value"
+        )
     if args.json:
         _print_json({"claims": [r.to_json() for r in results]})
     else:
@@ -345,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fraction",
-        type=positive_float,
+        type=fraction,
         help="default claims: statistical, holding on at least this fraction (0 < p <= 1)",
     )
     p.add_argument("--examples", type=int_at_least(1), default=200, help="contexts per claim")
@@ -367,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON document instead")
     # these declare their own --json; craft tracr checks with verify's Hypothesis search
     tracr_cli.add_parser(sub, check=tracr_check, replay_dir=REPLAY_DIR).set_defaults(
-        run=tracr_cli.run
+        run=guarded(tracr_cli.run, tracr_paths)
     )
-    import_cli.add_parser(sub).set_defaults(run=import_cli.run)
+    import_cli.add_parser(sub).set_defaults(run=guarded(import_cli.run, import_paths))
     train_cli.add_parser(sub)
     diff_cli.add_parser(sub)
     return parser

@@ -85,6 +85,7 @@ class Evaluation:
     rules: dict[str, RuleStats]
     overall: RuleStats
     where_exact: Evaluation | None = None
+    non_finite: int = 0  # positions whose logits hold a NaN or an inf (a diverged model)
 
     def to_json(self) -> dict:
         """``{"rules": {name: stats}, "overall": stats}`` with stats as in :class:`RuleStats`
@@ -95,35 +96,69 @@ class Evaluation:
         }
         if self.where_exact is not None:
             out["where_exact"] = self.where_exact.to_json()
+        if self.non_finite:
+            out["non_finite"] = self.non_finite
         return out
 
 
 @dataclass(frozen=True)
 class PositionMetrics:
-    """Per-position metrics, each ``[B, T]`` (float64, ``correct`` bool, ``rule_ids`` int64)."""
+    """Per-position metrics, each ``[B, T]`` (float64, ``correct`` and ``finite`` bool,
+    ``rule_ids`` int64). ``finite``: the model's logits there hold no NaN or inf (where
+    they do, KL and CE are NaN and ``correct`` is False)."""
 
     kl: np.ndarray
     ce: np.ndarray
     entropy: np.ndarray
     correct: np.ndarray
     rule_ids: np.ndarray
+    finite: np.ndarray | None = None  # None: all finite
 
 
-def _check_model(model: Transformer, spec: Spec, columns: int) -> None:
+def check_fit(model: Transformer, spec: Spec, *, where: str = "evaluate") -> None:
+    """Raise CraftError unless ``model`` reads the spec's tokens and BOS and predicts
+    exactly the spec's vocabulary (``where``: the model file, or the calling function)."""
     cfg, vocab_size = model.cfg, len(spec.vocab)
+    fix = "use the spec the model was compiled or trained for"
     if cfg.n_out != vocab_size:
         raise CraftError(
             f"the model predicts {cfg.n_out} tokens but spec {spec.name!r} has {vocab_size}",
-            where="evaluate",
-            fix="evaluate the model against the spec it was compiled or trained for",
+            where=where,
+            fix=fix,
         )
     if cfg.n_vocab <= vocab_size:
         raise CraftError(
             f"the model reads {cfg.n_vocab} input ids, but the BOS id of spec "
             f"{spec.name!r} is {vocab_size}",
-            where="evaluate",
-            fix="evaluate the model against the spec it was compiled or trained for",
+            where=where,
+            fix=fix,
         )
+
+
+def non_finite_weight(model: Transformer) -> str | None:
+    """The name of the first parameter holding a NaN or an inf (None: all finite)."""
+    for name, value in model.named_parameters():
+        if not torch.isfinite(value).all():
+            return name
+    return None
+
+
+def check_finite(model: Transformer, *, where: str) -> None:
+    """Raise CraftError when a weight of ``model`` is NaN or inf (a diverged run)."""
+    name = non_finite_weight(model)
+    if name is not None:
+        raise CraftError(
+            f"the model's weights are not finite ({name} holds a NaN or an inf): it diverged "
+            "or the file is corrupt",
+            where=where,
+            fix="use a model from before the divergence (an earlier checkpoint), or retrain "
+            "with a lower --lr",
+        )
+
+
+def _check_model(model: Transformer, spec: Spec, columns: int) -> None:
+    check_fit(model, spec)
+    cfg = model.cfg
     if columns > cfg.n_ctx:
         raise CraftError(
             f"sequences of {columns - 1} tokens need {columns} positions; the model has "
@@ -134,7 +169,7 @@ def _check_model(model: Transformer, spec: Spec, columns: int) -> None:
 
 
 def _metrics(log_q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(kl, ce, entropy, correct) [B, T] from log q and p, both float64 [B, T, V]."""
+    """(kl, ce, entropy, correct, finite) [B, T] from log q and p, both float64 [B, T, V]."""
     support = p > 0
     log_p = torch.where(support, p, torch.ones_like(p)).log()
     zero = torch.zeros_like(p)
@@ -143,8 +178,9 @@ def _metrics(log_q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
     ce = -torch.where(support, p * log_q, zero).sum(-1)
     entropy = -torch.where(support, p * log_p, zero).sum(-1)
     p_at_argmax = p.gather(-1, log_q.argmax(-1, keepdim=True)).squeeze(-1)
-    correct = p_at_argmax >= p.amax(-1) - _TIE_TOL
-    return kl, ce, entropy, correct
+    finite = torch.isfinite(log_q).all(-1)  # NaN or inf logits give NaN or -inf here
+    correct = (p_at_argmax >= p.amax(-1) - _TIE_TOL) & finite
+    return kl, ce, entropy, correct, finite
 
 
 def position_metrics(
@@ -185,13 +221,15 @@ def position_metrics(
             probs, rule_ids = truth(spec, chunk)  # [b, T, V], [b, T]
             logits = runner(torch.from_numpy(chunk).to(device))  # [b, T, V]
             log_q = torch.log_softmax(logits.to(torch.float64), dim=-1).cpu()
-            values = _metrics(log_q, torch.from_numpy(probs))
-            parts.append((*(v.numpy() for v in values), rule_ids))
+            kl, ce, entropy, correct, finite = _metrics(log_q, torch.from_numpy(probs))
+            parts.append((kl, ce, entropy, correct, rule_ids, finite))
     if not parts:
         empty = np.empty((0, arr.shape[1]))
         return PositionMetrics(empty, empty, empty, empty.astype(bool), empty.astype(np.int64))
-    kl, ce, entropy, correct, rule_ids = (np.concatenate(cols) for cols in zip(*parts, strict=True))
-    return PositionMetrics(kl, ce, entropy, correct, rule_ids)
+    kl, ce, entropy, correct, rule_ids, finite = (
+        np.concatenate([np.asarray(x) for x in cols]) for cols in zip(*parts, strict=True)
+    )
+    return PositionMetrics(kl, ce, entropy, correct, rule_ids, None if finite.all() else finite)
 
 
 def kl_per_position(
@@ -231,7 +269,8 @@ def aggregate(spec: Spec, metrics: PositionMetrics, where: np.ndarray | None = N
         mask = (metrics.rule_ids == rule_id) & keep
         if mask.any():
             rules[name] = _stats(metrics, mask)
-    return Evaluation(rules, _stats(metrics, keep))
+    bad = 0 if metrics.finite is None else int((keep & ~metrics.finite).sum())
+    return Evaluation(rules, _stats(metrics, keep), non_finite=bad)
 
 
 def exact_region(model: Transformer, spec: Spec, tokens: np.ndarray) -> np.ndarray | None:

@@ -11,6 +11,11 @@ When Hypothesis finds nothing, the probe's :class:`verify.sweep.Sweep` checks
 ``SWEEP_PER_EXAMPLE`` times as many contexts (or pairs) again, drawn in bulk under the
 same conditions: breadth at thousands of contexts per second, where Hypothesis gives a
 few hundred.
+
+:func:`check_all` first checks that the model fits the spec and that every claim fits
+both (:func:`verify.claims.validate`), so a bad claims file stops before any search. A
+model whose outputs are NaN or inf (a diverged run) fails its claims with the
+non-finite value reported, never crashes the search.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from verify.claims import (
     Patching,
     RuleHolds,
     WindowOnly,
+    check_model,
     head_of,
+    validate,
 )
 from verify.search import search
 from verify.strategies import (
@@ -76,11 +83,12 @@ class Result:
     distinct: int | None = None  # distinct contexts among `examples` (not in the JSON)
 
     def to_json(self) -> dict:
+        """JSON-ready; a non-finite value (a diverged model) is the string "nan" or "inf"."""
         return {
             "name": self.name,
             "passed": self.passed,
             "counterexample": self.counterexample,
-            "value": self.value,
+            "value": self.value if math.isfinite(self.value) else str(self.value),
             "threshold": self.threshold,
             "examples": self.examples,
             "kind": self.kind,
@@ -241,13 +249,15 @@ def copying_score(model: Transformer, layer: int, head: int) -> float:
     with torch.no_grad():
         n = model.cfg.n_out
         ov = model.embed.W_E[:n] @ attn.W_V[head] @ attn.W_O[head] @ model.unembed.W_U
+    if not torch.isfinite(ov).all():  # a diverged model: no eigenvalues, the claim fails
+        return math.nan
     eig = np.linalg.eigvals(ov.double().numpy())
     return float(eig.real.sum() / max(np.abs(eig).sum(), 1e-30))
 
 
 def _copying(model, c: Claim, body: HeadRole) -> Result:
     score = copying_score(model, *head_of(body.head))
-    passed = score >= body.min_score
+    passed = score >= body.min_score  # False for NaN
     return Result(c.name, c.kind, passed, None, score, body.min_score, 1)
 
 
@@ -292,6 +302,8 @@ def check_claim(
         sweep_n=SWEEP_PER_EXAMPLE * examples if sweep is None else sweep,
     )
     failed = found.failed
+    if not failed and found.evaluated == 0:
+        return _vacuous(c, probe.threshold)
     warnings = () if failed else _trivial(c, probe, spec)  # a vacuous PASS is the risk
     if not failed and isinstance(c.body, Ablation):
         n = found.evaluated
@@ -324,6 +336,13 @@ def check_claim(
     )
 
 
+def _vacuous(c: Claim, threshold: float) -> Result:
+    """No context satisfies the claim's conditions (e.g. its rule never fires): it holds
+    vacuously, said in a warning; the value is NaN (nothing was measured)."""
+    why = f"{c.name}: no context where the claim applies was found, so nothing was checked"
+    return Result(c.name, c.kind, True, None, math.nan, _shown(c, threshold), 0, (why,))
+
+
 def _region(model: Transformer, spec: Spec):
     compiler = model.meta.get("compiler") or {}
     if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
@@ -347,11 +366,14 @@ def _breaks(
         p, _ = batched.truth_at(spec, ctxs)
         before = batched.kl(p, batched.model_logprobs(model, spec, ctxs))
         after = batched.kl(p, batched.model_logprobs(model, spec, ctxs, patch))
-        rise = after - before
+        rise = np.where(np.isfinite(after - before), after - before, np.nan)
         n_seen += len(ctxs)
+        if np.isnan(rise).any():  # a diverged model: no rise can be measured, it fails
+            worst = (math.nan, ctxs[int(np.isnan(rise).argmax())])
+            break
         if rise.mean() < worst[0]:
             worst = (float(rise.mean()), ctxs[int(rise.argmin())])
-    passed = worst[0] >= body.min_increase
+    passed = worst[0] >= body.min_increase  # False for NaN
     example = None if passed else spec.vocab.decode(worst[1])
     return Result(c.name, c.kind, passed, example, worst[0], body.min_increase, n_seen, warnings)
 
@@ -418,7 +440,14 @@ def check_all(
     database: str | Path | None = None,
     sweep: int | None = None,
 ) -> list[Result]:
-    """Check every claim; the replay database (if any) re-checks last failures first."""
+    """Check every claim; the replay database (if any) re-checks last failures first.
+
+    Raises:
+        CraftError: a model that does not fit the spec, or a claim that does not fit
+            the spec or the model (before any search).
+    """
+    check_model(model, spec, where="check")
+    validate(claims, spec, model)
     return [
         check_claim(model, spec, c, examples=examples, seed_=seed_, database=database, sweep=sweep)
         for c in claims

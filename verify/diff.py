@@ -46,7 +46,7 @@ from specs.model import Spec
 from specs.sample import sample
 from specs.truth import truth
 from verify.batched import kl, kl_between
-from verify.behaviour import Evaluation, evaluate
+from verify.behaviour import Evaluation, check_finite, evaluate
 from verify.circuits import Composition, composition, direct_path
 from verify.factored import ZERO_TOL, norm, similarity
 from verify.matching import Head, Match, RoleScores, match_all
@@ -334,8 +334,15 @@ def _direct(crafted: Transformer, trained: Transformer) -> float | None:
     return similarity(mine, direct_path(trained), "rows")
 
 
-def check_fit(crafted: Transformer, trained: Transformer, spec: Spec) -> None:
-    """Raise CraftError unless both models read and predict the spec's vocabulary."""
+def check_fit(
+    crafted: Transformer,
+    trained: Transformer,
+    spec: Spec,
+    names: tuple[str, str] = ("the crafted model", "the trained model"),
+) -> None:
+    """Raise CraftError unless both models read and predict the spec's vocabulary, read
+    contexts of its max_len, and have finite weights (a NaN model has no circuits to
+    compare). ``names``: what an error calls each model (its file)."""
     a, b = crafted.cfg, trained.cfg
     if (a.n_vocab, a.n_out) != (b.n_vocab, b.n_out) or a.n_out != len(spec.vocab):
         raise CraftError(
@@ -344,6 +351,15 @@ def check_fit(crafted: Transformer, trained: Transformer, spec: Spec) -> None:
             where="diff",
             fix="diff two models made for the same spec",
         )
+    for model, name in zip((crafted, trained), names, strict=True):
+        check_finite(model, where=f"diff: {name}")
+        if model.cfg.n_ctx < spec.max_len + 1:  # role scores run contexts of max_len tokens
+            raise CraftError(
+                f"the model reads {model.cfg.n_ctx} positions, but contexts of spec "
+                f"{spec.name!r} take up to {spec.max_len + 1} (max_len and BOS)",
+                where=f"diff: {name}",
+                fix="diff models made for this spec",
+            )
 
 
 def diff(

@@ -24,9 +24,11 @@ import json
 from pathlib import Path
 
 from craft.models import component_records, load_model
+from craft.paths import PathArg, refuse_overwrites
 from specs.errors import CraftError
 from specs.load import load_spec
-from verify.diff import Diff, diff
+from verify.behaviour import check_finite
+from verify.diff import Diff, check_fit, diff
 from verify.report import carried, effect, write_report
 from verify.series import LEARNED, series, write_series
 
@@ -166,8 +168,23 @@ def _run_series(args: argparse.Namespace, crafted, spec) -> int:
     return 0
 
 
+def _refuse_overwrites(args: argparse.Namespace) -> None:
+    """The report folder (and the markdown written in it) is no input."""
+    out = Path(args.output)
+    refuse_overwrites(
+        [
+            PathArg("CRAFTED", args.crafted),
+            PathArg("TRAINED", args.trained),
+            PathArg("--spec", args.spec),
+        ],
+        [PathArg("-o", out, "the report")]
+        + [PathArg("-o", out / name, "the report") for name in ("report.md", "series.md")],
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``craft diff``; returns 0. Raises CraftError on bad files or models."""
+    _refuse_overwrites(args)
     crafted = load_model(args.crafted)
     spec = load_spec(args.spec)
     if not component_records(crafted):
@@ -176,9 +193,11 @@ def run(args: argparse.Namespace) -> int:
             where=args.crafted,
             fix="pass a model made by `craft compile` as CRAFTED",
         )
+    check_finite(crafted, where=args.crafted)
     if Path(args.trained).is_dir():
         return _run_series(args, crafted, spec)
     trained = load_model(args.trained)
+    check_fit(crafted, trained, spec, (args.crafted, args.trained))
     result = diff(crafted, trained, spec, n_seqs=args.n or 500, seed=args.seed)
     path = _written(lambda: write_report(result, args.output), args.output)
     if args.json:

@@ -19,6 +19,11 @@ mutate one item of a batch and keep the rest): each distinct item is scored once
 remembered, and :class:`Outcome` counts both. ``@seed`` alone switches Hypothesis' database
 off, so the settings are applied after it: seeded runs replay too.
 
+A value that is not finite (NaN or inf: a diverged model) exceeds every threshold, so it
+fails like any other violation and is reported as it is; ``target()`` (which takes finite
+numbers only) sees it as the largest float. When no item satisfies the strategy's filters
+at all (a claim about a rule that never fires), nothing is scored: the outcome is empty.
+
 :func:`draw` only samples items from a strategy (no search), for estimates over a
 sample.
 
@@ -27,6 +32,7 @@ Shape glossary: N items in a batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -38,6 +44,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import Unsatisfiable
 
 from verify.sweep import Sweep, shrink
 
@@ -72,6 +79,26 @@ class Outcome:
 
 class _Exceeded(AssertionError):
     """Raised inside the search when a batch holds an item over the threshold."""
+
+
+_LARGEST = float(np.finfo(float).max)
+
+
+def over(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """bool [N]: the values that fail, those above ``threshold`` and every non-finite one."""
+    scores = np.asarray(scores, dtype=float)
+    return ~np.isfinite(scores) | (scores > threshold)
+
+
+def _rank(value: float) -> float:
+    """``value`` for ordering the worst seen: NaN above everything, else itself."""
+    return math.inf if math.isnan(value) else value
+
+
+def _observed(value: float) -> float:
+    """What ``target()`` sees (finite numbers only): a non-finite value, which fails,
+    is the largest float."""
+    return value if math.isfinite(value) else _LARGEST
 
 
 def _settings(max_examples: int, database: str | Path | None, phases: list[Phase]) -> settings:
@@ -140,9 +167,11 @@ def search(
         batch's worst value."""
         scores = scored(items)
         state["n"] += len(items)
-        worst = int(scores.argmax())
-        state["worst"] = max(state["worst"], float(scores[worst]))
-        if scores[worst] > threshold:
+        ranks = np.where(np.isfinite(scores), scores, np.inf)  # non-finite: the worst
+        worst = int(ranks.argmax())
+        if ranks[worst] > _rank(state["worst"]):
+            state["worst"] = float(scores[worst])
+        if over(scores[worst : worst + 1], threshold)[0]:
             # The last failing call is Hypothesis replaying its shrunk minimal batch.
             state["fail"] = (items[worst], float(scores[worst]))
             if state["found_after"] is None:
@@ -155,9 +184,9 @@ def search(
         try:
             worst = check(items)
         except _Exceeded:
-            target(state["fail"][1], label=name)
+            target(_observed(state["fail"][1]), label=name)
             raise
-        target(worst, label=name)
+        target(_observed(worst), label=name)
 
     # The database key is a digest of the test function (the same source for every
     # search) plus this: one key per claim or program.
@@ -173,7 +202,8 @@ def search(
     try:
         if stored is not None:
             stored.replay(scored, threshold, check)
-        run()
+        with contextlib.suppress(Unsatisfiable):  # no item passes the filters: none scored
+            run()
         if sweep is not None and sweep_n > 0:
             _sweep(sweep, sweep_n, batch, seed_, scored, threshold, check, state, stored)
     except _Exceeded:
@@ -200,7 +230,7 @@ class _Stored:
         """Forget stored items that now pass; ``check`` the rest (raises on the first)."""
         for blob in list(self.db.fetch(self.key)):
             item = _item(json.loads(blob)["item"])
-            if scored([item])[0] <= threshold:
+            if not over(scored([item]), threshold)[0]:
                 self.db.delete(self.key, blob)
             else:
                 check([item])
@@ -232,9 +262,10 @@ def _sweep(
             for i in range(0, len(items), batch):
                 check(items[i : i + batch])
         except _Exceeded:
-            bad = [x for x, v in zip(items, scored(items), strict=True) if v > threshold]
+            fails = over(scored(items), threshold)
+            bad = [x for x, f in zip(items, fails, strict=True) if f]
             small, tried = shrink(
-                min(bad, key=_length), lambda b: scored(b) > threshold, sweep.valid
+                min(bad, key=_length), lambda b: over(scored(b), threshold), sweep.valid
             )
             state["n"] += tried
             if stored is not None:

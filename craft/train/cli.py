@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from craft.argtypes import int_at_least, positive_float
+from craft.paths import PathArg, refuse_overwrites
 from craft.train.config import TrainConfig
 from craft.train.loop import run_dir_for, train
 from craft.train.plot import plot_records
@@ -133,9 +134,22 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
     return output, log, plot
 
 
+def _refuse_overwrites(
+    args: argparse.Namespace, output: Path, log: Path, plot: Path | None
+) -> None:
+    """No output (model, log, plot, checkpoint folder) is the spec or another output."""
+    outputs = [PathArg("-o", output, "the model"), PathArg("--log", log, "the log")]
+    if plot is not None:
+        outputs.append(PathArg("--plot", plot, "the plot"))
+    if args.save_every:
+        outputs.append(PathArg("--save-every", run_dir_for(output), "the checkpoints"))
+    refuse_overwrites([PathArg("SPEC", args.spec)], outputs)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``craft train``; returns the exit code (0). User errors raise CraftError."""
     output, log, plot = _paths(args)
+    _refuse_overwrites(args, output, log, plot)
     cfg = config_from_args(args)
     spec = load_spec(args.spec)
     if getattr(args, "threads", None):
