@@ -14,9 +14,11 @@ absolute logit difference, and writes the model only when that difference is at 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -58,19 +60,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _in_file(path: str) -> Iterator[None]:
+    """Prefix the file to an importer's error, which names only the tensor."""
+    try:
+        yield
+    except CraftError as e:
+        raise CraftError(str(e), where=path) from None
+
+
 def _convert(args: argparse.Namespace, sd: dict) -> tuple[Any, Any]:
     """The imported model and the source layout's reference ``tokens -> logits``."""
     if args.format == "tlens":
         causal = not args.bidirectional
-        return import_tlens(sd, n_ctx=args.n_ctx, causal=causal), partial(
-            tlens_reference, sd, causal=causal
-        )
+        with _in_file(args.file):
+            model = import_tlens(sd, n_ctx=args.n_ctx, causal=causal)
+        return model, partial(tlens_reference, sd, causal=causal)
     if args.n_heads is None:
         raise CraftError(
             "the bilinear toy layout stores heads side by side", where="--n-heads", fix="pass it"
         )
     rotary = not args.no_rotary
-    model = import_bilinear_toy(sd, n_heads=args.n_heads, n_ctx=args.n_ctx or 512, rotary=rotary)
+    with _in_file(args.file):
+        model = import_bilinear_toy(
+            sd, n_heads=args.n_heads, n_ctx=args.n_ctx or 512, rotary=rotary
+        )
     ref = partial(bilinear_reference, sd, n_heads=args.n_heads, rotary=rotary)
     return model, ref
 

@@ -79,8 +79,37 @@ def _get(sd: StateDict, key: str, shape: tuple[int, ...] | None = None) -> torch
         raise CraftError("missing tensor", where=key, fix="check the --format and the file")
     t = sd[key]
     if shape is not None and tuple(t.shape) != shape:
-        raise CraftError(f"shape {tuple(t.shape)}, expected {shape}", where=key)
+        raise CraftError(
+            f"shape {list(t.shape)}, expected {list(shape)} (the sizes the other tensors give)",
+            where=key,
+            fix="check the --format and --n-heads, and that the file holds one model's tensors",
+        )
     return t.detach().to(torch.float64)
+
+
+def _shape(sd: StateDict, key: str, dims: str) -> tuple[int, ...]:
+    """The shape of tensor ``key``, checked to have the named dimensions, each >= 1.
+
+    Args:
+        sd: the state dict.
+        key: the tensor's name.
+        dims: its dimensions by the module glossary's letters, e.g. ``"H D E"``.
+
+    Raises:
+        CraftError: naming the tensor: missing, of another rank, or with an empty
+            dimension (the shape found and the shape expected).
+    """
+    if key not in sd:
+        raise CraftError("missing tensor", where=key, fix="check the --format and the file")
+    shape, names = tuple(sd[key].shape), dims.split()
+    if len(shape) != len(names) or 0 in shape:
+        raise CraftError(
+            f"shape {list(shape)}, expected [{', '.join(names)}]"
+            f" ({len(names)} dimensions, each >= 1)",
+            where=key,
+            fix="check the --format and that the file holds this layout's tensors",
+        )
+    return shape
 
 
 def _n_layers(sd: StateDict) -> int:
@@ -109,14 +138,14 @@ def import_tlens(sd: StateDict, *, n_ctx: int | None = None, causal: bool = True
         n_ctx: positions; default the rows of ``pos_embed.W_pos`` (required without it).
         causal: TransformerLens's ``attention_dir == "causal"``.
     """
-    n_vocab, d_model = _get(sd, "embed.W_E").shape
+    n_vocab, d_model = _shape(sd, "embed.W_E", "V D")
     n_layers = _n_layers(sd)
     if n_layers == 0:
         raise CraftError("no blocks.{i}.attn tensors", where="blocks.0.attn.W_Q")
-    n_heads, _, d_head = _get(sd, "blocks.0.attn.W_Q").shape
-    n_out = _get(sd, "unembed.W_U").shape[1]
+    n_heads, _, d_head = _shape(sd, "blocks.0.attn.W_Q", "H D E")
+    n_out = _shape(sd, "unembed.W_U", "D O")[1]
     learned = "pos_embed.W_pos" in sd
-    table = sd["pos_embed.W_pos"].shape[0] if learned else None
+    table = _shape(sd, "pos_embed.W_pos", "P D")[0] if learned else None
     n_ctx = n_ctx or table
     if n_ctx is None or (table is not None and n_ctx > table):
         raise CraftError(
@@ -126,8 +155,8 @@ def import_tlens(sd: StateDict, *, n_ctx: int | None = None, causal: bool = True
     positions = "learned" if learned else "none"
     cfg = ModelConfig("standard", n_layers, n_heads, d_model, d_head, 0, n_vocab, n_out, n_ctx,
                       causal=causal, positions=positions, bias=bias)  # fmt: skip
-    model = Transformer(cfg).double()
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # the shapes, without memory: every tensor is checked first
+        shapes = {k: tuple(v.shape) for k, v in Transformer(cfg).state_dict().items()}
     _reject_unknown(sd, set(shapes), "TransformerLens")
     state = {}
     for key, shape in shapes.items():
@@ -137,6 +166,7 @@ def import_tlens(sd: StateDict, *, n_ctx: int | None = None, causal: bool = True
             state[key] = torch.zeros(shape, dtype=torch.float64)
         else:
             state[key] = _get(sd, key, shape)
+    model = Transformer(cfg).double()
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -163,9 +193,11 @@ def import_bilinear_toy(
         rotary: rotary positions on q1, k1, q2, k2 (False: no positions).
         rotary_base: base of the rotary frequencies.
     """
-    n_vocab, d_model = _get(sd, "embed.weight").shape
+    n_vocab, d_model = _shape(sd, "embed.weight", "V D")
     n_layers = _n_layers(sd)
-    width = _get(sd, "blocks.0.attn.q1.weight").shape[0] if n_layers else 0
+    if n_layers == 0:
+        raise CraftError("no blocks.{i}.attn tensors", where="blocks.0.attn.q1.weight")
+    width = _shape(sd, "blocks.0.attn.q1.weight", "HE D")[0]
     if n_heads < 1 or width % n_heads:
         raise CraftError(
             f"{width} query rows do not split into {n_heads} heads",
@@ -173,9 +205,9 @@ def import_bilinear_toy(
             fix="pass the model's --n-heads",
         )
     d_head = width // n_heads
-    left = sd.get("blocks.0.mlp.left.weight")
-    d_mlp = 0 if left is None else left.shape[0]
-    n_out = _get(sd, "lm_head.weight").shape[0]
+    left = "blocks.0.mlp.left.weight"
+    d_mlp = _shape(sd, left, "M D")[0] if left in sd else 0
+    n_out = _shape(sd, "lm_head.weight", "O D")[0]
     positions = "rotary" if rotary else "none"
     if rotary and d_head % 2:
         raise CraftError(f"rotary needs an even d_head, got {d_head}", where="--n-heads")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
+import sys
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from specs.errors import CraftError
 
@@ -70,9 +72,75 @@ class ModelConfig:
         return asdict(self)
 
     @staticmethod
-    def from_json(obj: dict) -> ModelConfig:
-        known = set(ModelConfig.__dataclass_fields__)
-        unknown = set(obj) - known
-        if unknown:
-            raise CraftError(f"model config has unknown fields {sorted(unknown)}")
-        return ModelConfig(**obj)
+    def from_json(obj: Any, where: str = "model config") -> ModelConfig:
+        """Read :meth:`to_json`'s dict, checking every field's type and range first.
+
+        A model file is input like any other: ``n_layers: "2"``, ``2.5``, ``true`` or
+        ``10**12`` must be an error here, not a TypeError or an allocation later.
+
+        Args:
+            obj: the JSON object.
+            where: names the config in errors (e.g. ``"m.safetensors: header config"``).
+
+        Raises:
+            CraftError: not an object, missing or unknown fields, a field of the wrong
+                type or out of range, or a combination the model cannot have.
+        """
+        if not isinstance(obj, dict):
+            raise CraftError(
+                f"is a {type(obj).__name__}, not an object", where=where, fix=_REEXPORT
+            )
+        fields = ModelConfig.__dataclass_fields__
+        unknown = sorted(map(str, set(obj) - set(fields)))
+        missing = [k for k in _REQUIRED if k not in obj]
+        if unknown or missing:
+            wrong = [f"unknown fields {unknown}"] * bool(unknown)
+            raise CraftError(
+                " and ".join(wrong + [f"missing fields {missing}"] * bool(missing)),
+                where=where,
+                fix=f"a config has the fields {', '.join(fields)}; {_REEXPORT}",
+            )
+        for name, value in obj.items():
+            _check_field(name, value, where)
+        try:
+            return ModelConfig(**obj)
+        except CraftError as e:  # a combination __post_init__ refuses: name the config
+            raise CraftError(str(e), where=where) from None
+
+
+MAX_SIZE = 2**31 - 1  # no size of a model read from a file exceeds a 32-bit count
+_REEXPORT = "re-export the model with craft (compile, import or train)"
+_REQUIRED = ("family", "n_layers", "n_heads", "d_model", "d_head", "d_mlp", "n_vocab")
+_REQUIRED += ("n_out", "n_ctx")
+_MIN_SIZE = {"n_layers": 0, "d_mlp": 0, "n_heads": 1, "d_model": 1, "d_head": 1}
+_MIN_SIZE |= {"n_vocab": 1, "n_out": 1, "n_ctx": 1}
+_CHOICES = {"family": ("standard", "tensor"), "positions": ("learned", "rotary", "none")}
+
+
+def _check_field(name: str, value: Any, where: str) -> None:
+    """One config field from a file: an int in range, a bool, a choice or a positive float."""
+    if name in _MIN_SIZE:
+        low = _MIN_SIZE[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            bad, want = (
+                f"is {reprlib.repr(value)} (a {type(value).__name__})",
+                f"an integer >= {low}",
+            )
+        elif not low <= value <= MAX_SIZE:
+            bad, want = f"is {value}", f"an integer from {low} to {MAX_SIZE}"
+        else:
+            return
+    elif name in _CHOICES:
+        if value in _CHOICES[name] and isinstance(value, str):
+            return
+        bad, want = f"is {reprlib.repr(value)}", " or ".join(map(repr, _CHOICES[name]))
+    elif name in ("causal", "bias"):
+        if isinstance(value, bool):
+            return
+        bad, want = f"is {reprlib.repr(value)}", "true or false"
+    else:  # rotary_base
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and 0 < value <= sys.float_info.max:  # NaN compares False; huge ints too
+            return
+        bad, want = f"is {reprlib.repr(value)}", "a positive finite number"
+    raise CraftError(f"{name} {bad}", where=where, fix=f"{name} must be {want}; {_REEXPORT}")

@@ -11,8 +11,10 @@ only) and :data:`ONE` (1 at every non-BOS position).
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from specs.errors import CraftError
 
@@ -31,8 +33,21 @@ class Direction:
         return [self.name, self.value]
 
     @staticmethod
-    def from_json(obj: list) -> Direction:
-        return Direction(str(obj[0]), obj[1])
+    def from_json(obj: Any) -> Direction:
+        """Read ``[name, value]``: a string name and a JSON scalar (or null) value.
+
+        Raises:
+            CraftError: not a two-item list, a name that is not a string, or a value
+                that is a list or an object (a direction must be hashable).
+        """
+        ok = isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], str)
+        if not ok or not (obj[1] is None or isinstance(obj[1], str | int | float)):
+            raise CraftError(
+                f"direction {reprlib.repr(obj)} is not a [name, value] pair",
+                fix='write a direction as ["name", value] with a string name and a string,'
+                " number or null value",
+            )
+        return Direction(obj[0], obj[1])
 
 
 BOS_DIR = Direction("bos")
@@ -89,8 +104,31 @@ class Layout:
         return [d.to_json() for d in self.directions]
 
     @staticmethod
-    def from_json(obj: list) -> Layout:
-        return Layout(tuple(Direction.from_json(o) for o in obj))
+    def from_json(obj: Any, where: str = "layout") -> Layout:
+        """Read :meth:`to_json`'s list of ``[name, value]`` pairs.
+
+        Args:
+            obj: the JSON list.
+            where: names the layout in errors (e.g. ``"m.safetensors: header layout"``).
+
+        Raises:
+            CraftError: not a list, a malformed direction (named by its index), or a
+                direction listed twice.
+        """
+        if not isinstance(obj, list):
+            raise CraftError(
+                f"is a {type(obj).__name__}, not a list of [name, value] pairs", where=where
+            )
+        directions = []
+        for i, item in enumerate(obj):
+            try:
+                directions.append(Direction.from_json(item))
+            except CraftError as e:
+                raise CraftError(str(e), where=f"{where}[{i}]") from None
+        try:
+            return Layout(tuple(directions))
+        except CraftError as e:
+            raise CraftError(str(e), where=where) from None
 
     def describe(self) -> list[tuple[str, int]]:
         """Subspace sizes by name, in layout order: ``[("tok", 50), ("pos", 129), ...]``."""

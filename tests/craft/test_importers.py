@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from craft import import_cli
+from craft.cli import main
 from craft.importers import (
     _rope,
     bilinear_reference,
@@ -24,6 +26,7 @@ from craft.importers import (
 from craft.models import load_model
 from craft.models.transformer import rotary
 from specs.errors import CraftError
+from tests.craft.test_cli import assert_one_error_line
 
 EXACT = 1e-10  # float64 against float64: only rounding separates the two passes
 
@@ -159,6 +162,47 @@ def test_bilinear_errors(edit, kwargs: dict, match: str) -> None:
     edit(sd)
     with pytest.raises(CraftError, match=match):
         import_bilinear_toy(sd, **({"n_heads": 2} | kwargs))
+
+
+# tensors of the wrong rank or with an empty dimension: (format, tensor, value, shape expected)
+WRONG_RANK = [
+    ("tlens", "embed.W_E", torch.ones(8), "[V, D]"),
+    ("tlens", "embed.W_E", torch.ones(11, 8, 1), "[V, D]"),
+    ("tlens", "embed.W_E", torch.ones(0, 8), "[V, D]"),
+    ("tlens", "blocks.0.attn.W_Q", torch.ones(3, 8, 4, 1), "[H, D, E]"),
+    ("tlens", "blocks.0.attn.W_Q", torch.ones(8, 4), "[H, D, E]"),
+    ("tlens", "blocks.1.attn.W_Q", torch.ones(3, 8, 4, 1), "[3, 8, 4]"),
+    ("tlens", "blocks.0.attn.b_Q", torch.ones(3), "[3, 4]"),
+    ("tlens", "unembed.W_U", torch.ones(8), "[D, O]"),
+    ("tlens", "unembed.b_U", torch.ones(10, 1), "[10]"),
+    ("tlens", "pos_embed.W_pos", torch.tensor(1.0), "[P, D]"),
+    ("bilinear-toy", "embed.weight", torch.ones(8), "[V, D]"),
+    ("bilinear-toy", "blocks.0.attn.q1.weight", torch.ones(8), "[HE, D]"),
+    ("bilinear-toy", "blocks.0.attn.q1.weight", torch.ones(2, 4, 8), "[HE, D]"),
+    ("bilinear-toy", "blocks.1.attn.out.weight", torch.ones(8, 8, 1), "[8, 8]"),
+    ("bilinear-toy", "blocks.0.mlp.left.weight", torch.ones(6), "[M, D]"),
+    ("bilinear-toy", "lm_head.weight", torch.ones(13), "[O, D]"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "key", "value", "expected"), WRONG_RANK)
+def test_wrong_rank_is_one_error_naming_tensor_and_shapes(
+    tmp_path: Path, capsys, fmt: str, key: str, value: torch.Tensor, expected: str
+) -> None:
+    sd = tlens_sd() if fmt == "tlens" else bilinear_sd()
+    sd[key] = value
+    with pytest.raises(CraftError, match=re.escape(f"{key}: shape {list(value.shape)}, expected")):
+        if fmt == "tlens":
+            import_tlens(sd)
+        else:
+            import_bilinear_toy(sd, n_heads=2)
+    path, out = tmp_path / "bad.safetensors", tmp_path / "out.safetensors"
+    save_file(sd, path)
+    argv = ["import", str(path), "--format", fmt, "-o", str(out), "--n-heads", "2"]
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert_one_error_line(code, err, f"{path}: {key}: shape {list(value.shape)}", expected)
+    assert not out.exists()
 
 
 class _Payload:
