@@ -15,6 +15,18 @@ import pytest
 
 from craft.cli import main
 
+# a one-rule spec whose vocabulary no library model shares
+COIN = """\
+format: craft-spec/1
+name: coin
+vocab: {SIDE: [heads, tails]}
+max_len: 6
+start: {SIDE: 1}
+rules:
+  - name: biased
+    bigram: {"*": {heads: 0.7, tails: 0.3}}
+"""
+
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     """``craft ARGV`` in-process: (exit code, stdout, stderr)."""

@@ -18,20 +18,10 @@ import torch
 import specs
 from craft.cli import main
 from craft.models import load_model, save_model
-from tests.refusals import error_line, run, snapshot
+from tests.refusals import COIN, error_line, run, snapshot
 
 SKIP = "skip.safetensors"  # compiled from skip_trigram.yaml
 BIGRAM = "bigram.safetensors"  # compiled from bigram.yaml (max_len 16)
-COIN = """\
-format: craft-spec/1
-name: coin
-vocab: {SIDE: [heads, tails]}
-max_len: 6
-start: {SIDE: 1}
-rules:
-  - name: biased
-    bigram: {"*": {heads: 0.7, tails: 0.3}}
-"""
 # every kind of claim, for the model of skip_trigram.yaml
 CLAIMS = """\
 format: craft-claims/1

@@ -24,21 +24,11 @@ from craft.cli import main
 from craft.models import load_model
 from specs.errors import CraftError
 from specs.load import load_spec
-from tests.refusals import error_line, run, snapshot
+from tests.refusals import COIN, error_line, run, snapshot
 from verify.check import check_all
 from verify.claims import parse_claims, validate
 
 SKIP = "skip.safetensors"  # compiled from skip_trigram.yaml: 1 layer x 3 heads
-COIN = """\
-format: craft-spec/1
-name: coin
-vocab: {SIDE: [heads, tails]}
-max_len: 6
-start: {SIDE: 1}
-rules:
-  - name: biased
-    bigram: {"*": {heads: 0.7, tails: 0.3}}
-"""
 
 # claim body (YAML) -> needles of the error line (after "claims.yaml: claims[0]")
 BAD = {
