@@ -29,6 +29,7 @@ from craft import import_cli
 from craft.argtypes import fraction, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
+from craft.interrupts import interrupted_line, signals_as_interrupts
 from craft.models import component_records, load_model, save_model
 from craft.paths import PathArg, guarded, import_paths, refuse_overwrites, tracr_paths
 from craft.report import (
@@ -429,22 +430,27 @@ def _os_message(e: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``craft`` command line; returns the exit code (0, or 2 on any user error)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", CraftWarning)
-            warnings.showwarning = _show_warning
-            args = build_parser().parse_args(argv)
-            return args.run(args)
-    except CraftError as e:
-        message = str(e)
-    except OSError as e:
-        message = _os_message(e)
-    except SystemExit as e:  # --help and --version exit through argparse
-        return e.code if isinstance(e.code, int) else 0
+    """Run the ``craft`` command line; returns the exit code (0, 2 on any user error, 130
+    on Ctrl-C and 143 on SIGTERM, each with one line on stderr)."""
+    with signals_as_interrupts() as received:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", CraftWarning)
+                warnings.showwarning = _show_warning
+                args = build_parser().parse_args(argv)
+                return args.run(args)
+        except CraftError as e:
+            message = str(e)
+        except OSError as e:
+            message = _os_message(e)
+        except SystemExit as e:  # --help and --version exit through argparse
+            return e.code if isinstance(e.code, int) else 0
+        except KeyboardInterrupt as e:
+            line, code = interrupted_line(e, received)
+            print(line, file=sys.stderr)
+            return code
     print(f"craft: error: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_USAGE
-
 
 if __name__ == "__main__":
     sys.exit(main())

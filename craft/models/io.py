@@ -20,7 +20,7 @@ import json
 import os
 import reprlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,18 +43,49 @@ MISMATCH = f"the header does not match the tensors: {REEXPORT}"
 Shapes = dict[str, tuple[int, ...]]  # tensor name -> shape, as the file stores it
 
 
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step."""
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object], what: str = "the file") -> None:
+    """Call ``write(tmp_path)`` then move the result onto ``path`` in one step.
+
+    The temporary file sits beside ``path`` (one file system, so ``os.replace`` is
+    atomic) and is removed whatever stops the write: an error, a full disk, Ctrl-C, or
+    SIGTERM (which ``craft.cli.main`` turns into KeyboardInterrupt). The result gets
+    the mode a plain ``open()`` gives (0666 less the umask), not mkstemp's 0600.
+
+    Raises:
+        CraftError: naming ``path`` and the OS's reason when the folder cannot be made
+            or the write fails: an OSError, or safetensors' SafetensorError, which wraps
+            the OS error of a full disk or a file-size limit.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, what, e.strerror or str(e)) from None
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except (OSError, SafetensorError) as e:
+        raise _write_error(path, what, getattr(e, "strerror", None) or str(e)) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # gone after os.replace; left only on a failure
+
+
+def _write_error(path: Path, what: str, reason: str) -> CraftError:
+    return CraftError(
+        f"cannot write {what} ({reason}); nothing was written",
+        where=str(path),
+        fix="write to a writable folder with free space (or free some)",
+    )
 
 
 def save_model(model: Transformer, path: str | Path) -> None:
@@ -66,16 +97,8 @@ def save_model(model: Transformer, path: str | Path) -> None:
         "meta": model.meta,
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    try:
-        atomic_write(
-            path, lambda tmp: save_file(tensors, tmp, metadata={"craft": json.dumps(header)})
-        )
-    except OSError as e:
-        raise CraftError(
-            f"cannot write the model file ({e.strerror or e})",
-            where=str(path),
-            fix="write to a folder that exists (or can be created) and is writable",
-        ) from None
+    metadata = {"craft": json.dumps(header)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), "the model file")
 
 
 @dataclass(frozen=True)

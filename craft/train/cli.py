@@ -168,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.stop()
     if plot is not None:
-        plot_records(result.records, plot, title=f"{spec.name}: {cfg.family} family")
+        try:
+            plot_records(result.records, plot, title=f"{spec.name}: {cfg.family} family")
+        except KeyboardInterrupt:
+            kept = f"wrote the model {output} and the log {log}; not the plot"
+            raise KeyboardInterrupt(kept) from None
     excess = result.final_excess
     rules = {k: v for k, v in excess.items() if k != "overall"}
     summary = {

@@ -198,6 +198,7 @@ def train(
     def batch(step: int) -> np.ndarray:
         return sample(spec, cfg.batch, cfg.length, step_seed(cfg.seed, step))[0]
 
+    done = 0
     try:
         record(0)
         checkpoint(0)
@@ -215,15 +216,59 @@ def train(
                 if done % cfg.eval_every == 0 or done == cfg.steps:
                     record(done)
                 checkpoint(done)
+        result.wall_s = time.perf_counter() - start
+        model.cpu().eval()
+        model.meta = _meta(cfg, spec, cfg.steps, result.final_excess, str(device))
+        if output is not None:
+            _save(model, Path(output), model.meta)
+    except (KeyboardInterrupt, CraftError) as e:
+        stop = _Stopped(done, cfg.steps, log_path, result.records, result.checkpoints)
+        if log is not None:
+            log.write(json.dumps(stop.record(e)) + "\n")
+        if isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt(stop.kept()) from None
+        raise
     finally:
         if log is not None:
             log.close()
-    result.wall_s = time.perf_counter() - start
-    model.cpu().eval()
-    model.meta = _meta(cfg, spec, cfg.steps, result.final_excess, str(device))
-    if output is not None:
-        _save(model, Path(output), model.meta)
     return result
+
+
+@dataclass(frozen=True)
+class _Stopped:
+    """What a run stopped early (Ctrl-C, SIGTERM, a diverged loss, a failed write) kept.
+
+    The log gets a last record ``{"stopped": ..., "step", "model_written": false,
+    "checkpoints"}``, so a log never looks like the log of a finished run; the one line
+    the CLI prints says what is on disk: the log up to the last evaluation and the
+    checkpoints written (each complete: they are written atomically).
+    """
+
+    step: int
+    steps: int
+    log_path: str | Path | None
+    records: list[dict]
+    checkpoints: list[Path]
+
+    def record(self, e: BaseException) -> dict:
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+        return {
+            "stopped": why,
+            "step": self.step,
+            "model_written": False,
+            "checkpoints": [str(p) for p in self.checkpoints],
+        }
+
+    def kept(self) -> str:
+        kept = []
+        if self.log_path is not None and self.records:
+            kept.append(f"the log {self.log_path} (to step {self.records[-1]['step']})")
+        if self.checkpoints:
+            folder = self.checkpoints[-1].parent
+            kept.append(f"{len(self.checkpoints)} complete checkpoints in {folder}/")
+        what = " and ".join(kept) if kept else "nothing"
+        where = f"stopped at step {self.step} of {self.steps}"
+        return f"{where}; the model was not written; kept {what}"
 
 
 def _open_log(path: str | Path | None):

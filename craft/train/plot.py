@@ -44,6 +44,6 @@ def plot_records(records: Sequence[dict], path: str | Path, title: str = "") -> 
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), "the plot")
     plt.close(fig)
     return path
