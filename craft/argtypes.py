@@ -44,6 +44,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def float_in(lo: float, hi: float) -> Callable[[str], float]:
+    """A finite number ``lo < x <= hi``."""
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if value is None or not lo < value <= hi:
+            raise argparse.ArgumentTypeError(
+                f"expected a number > {lo:g} and <= {hi:g}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
 def fraction(text: str) -> float:
     """A fraction ``p`` with ``0 < p <= 1``."""
     value = _number(text)

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from craft import import_cli
+from craft import export_cli, import_cli
 from craft.argtypes import fraction, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
@@ -420,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_cli.add_parser(sub).set_defaults(run=guarded(import_cli.run, import_paths))
     train_cli.add_parser(sub)
+    export_cli.add_parser(sub)
     diff_cli.add_parser(sub)
     return parser
 
@@ -451,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     print(f"craft: error: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_USAGE
+
 
 if __name__ == "__main__":
     sys.exit(main())

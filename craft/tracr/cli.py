@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from craft.argtypes import positive_float, positive_int
+from craft.argtypes import float_in, positive_int
+from craft.tracr.pipeline import MAX_MLP_EXACTNESS
 from specs.errors import CraftError
 
 EXIT_DISAGREE = 1
@@ -57,9 +59,15 @@ def add_parser(
     p.add_argument("--family", choices=("standard", "tensor"), default="standard")
     p.add_argument(
         "--mlp-exactness",
-        type=positive_float,
+        type=float_in(0, MAX_MLP_EXACTNESS),
         default=100.0,
-        help="Tracr's numerical MLP sharpness (raise it when long inputs fail)",
+        help="Tracr's numerical MLP sharpness (raise it when long inputs fail; "
+        f"at most {MAX_MLP_EXACTNESS:g}, float32's limit)",
+    )
+    p.add_argument(
+        "--write-failing",
+        action="store_true",
+        help="write -o even when the model disagrees with the program (to study it)",
     )
     p.add_argument("--compiler-bos", default="BOS", help="the BOS token (default BOS)")
     p.add_argument(
@@ -155,21 +163,30 @@ def _print_text(spec: str, model: Any, result: Any, obj: dict, output: str | Non
 
 def run(args: argparse.Namespace) -> int:
     """Run ``craft tracr``; returns the exit code (0 agree, 1 disagree)."""
-    from craft.tracr.program import load_program, parse_vocab
+    from craft.tracr.program import UserFault, load_program, parse_vocab, raised
 
+    logging.basicConfig(format="craft: warning: %(message)s")  # Tracr warns through logging
     given = parse_vocab(args.vocab) if args.vocab is not None else None
     start = time.perf_counter()
     program, lib_vocab = load_program(args.program, max_len=args.max_len, vocab=given)
     vocab = given if given is not None else lib_vocab
     if vocab is None:
         raise CraftError("no vocabulary", where=args.program, fix="pass --vocab a,b,c")
-    model, result = _compile(args, program, vocab)
+    try:
+        model, result = _compile(args, program, vocab)
+    except UserFault as e:  # Tracr runs the program's functions over the value sets
+        fix = "make the program's functions total on the vocabulary, or see python's error"
+        raise raised(e, "compiling with Tracr", args.program, fix) from None
     seconds = model.report.get("compile_seconds", time.perf_counter() - start)
-    if args.output:
-        model.save(args.output)
-    obj = report(model, result, seconds)
+    output = args.output if result.passed or args.write_failing else None
+    if output:
+        model.save(output)
+    obj = {**report(model, result, seconds), "written": output}
     if args.json:
         print(json.dumps(obj, indent=2))
     else:
-        _print_text(args.program, model, result, obj, args.output)
+        _print_text(args.program, model, result, obj, output)
+        if args.output and not output:
+            print(f"not written to {args.output}: the model disagrees with the program "
+                  "(--write-failing writes it anyway)")
     return 0 if result.passed else EXIT_DISAGREE

@@ -10,6 +10,11 @@ A program spec is one of:
 
 ``NAME`` is an SOp or a function returning one; a function may take ``max_len`` and
 ``vocab`` keyword arguments (passed when its signature names them).
+
+Whatever the user's code raises while it is imported, called or compiled by Tracr
+(any exception, and ``SystemExit`` too: the user's ``sys.exit()`` must not end ``craft``
+silently with its code) becomes one :class:`CraftError` naming the program, the
+exception and the innermost line of user code (:func:`raised`). Only Ctrl-C passes.
 """
 
 from __future__ import annotations
@@ -19,12 +24,31 @@ import importlib.util
 import inspect
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from specs.errors import CraftError
 
 _INT = re.compile(r"^-?\d+$")
+_LIBRARY_CODE = (str(Path(__file__).parents[1]), "site-packages", "<frozen ")
+
+RUN_IT = "run the program with python to see the whole error"
+UserFault = (Exception, SystemExit)  # what user code may raise; KeyboardInterrupt passes
+
+
+def raised(e: BaseException, doing: str, spec: str, fix: str) -> CraftError:
+    """One line for an exception from user code: ``doing raised Type: message (at
+    file.py:7)``, the location being the innermost frame outside craft and installed
+    packages (the user's own line), when there is one."""
+    frames = [
+        f
+        for f in traceback.extract_tb(e.__traceback__)
+        if not any(part in f.filename for part in _LIBRARY_CODE)
+    ]
+    at = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    text = f": {e}" if str(e) else ""
+    return CraftError(f"{doing} raised {type(e).__name__}{text}{at}", where=spec, fix=fix)
 
 
 def parse_vocab(text: str) -> set:
@@ -51,13 +75,9 @@ def _import_file(path: Path, spec: str) -> Any:
     sys.modules[name] = module
     try:
         mod_spec.loader.exec_module(module)
-    except Exception as e:  # the user's file may raise anything while importing
+    except UserFault as e:  # the user's file may raise anything while importing
         sys.modules.pop(name, None)
-        raise CraftError(
-            f"importing {str(path)!r} raised {type(e).__name__}: {e}",
-            where=spec,
-            fix="run the file with python to see the error",
-        ) from None
+        raise raised(e, f"importing {str(path)!r}", spec, RUN_IT) from None
     return module
 
 
@@ -70,6 +90,8 @@ def _import_module(name: str, spec: str) -> Any:
             where=spec,
             fix="write path/to/file.py:NAME or an importable module:NAME",
         ) from None
+    except UserFault as e:
+        raise raised(e, f"importing module {name!r}", spec, RUN_IT) from None
 
 
 def _call(fn: Any, spec: str, max_len: int, vocab: set) -> Any:
@@ -78,14 +100,17 @@ def _call(fn: Any, spec: str, max_len: int, vocab: set) -> Any:
     except (TypeError, ValueError):
         params = {}
     kwargs = {k: v for k, v in (("max_len", max_len), ("vocab", vocab)) if k in params}
+    name = getattr(fn, "__name__", fn)
     try:
         return fn(**kwargs)
     except TypeError as e:
         raise CraftError(
-            f"calling {getattr(fn, '__name__', fn)!r} failed: {e}",
+            f"calling {name!r} failed: {e}",
             where=spec,
             fix="make it callable with no arguments (or with max_len=, vocab=)",
         ) from None
+    except UserFault as e:
+        raise raised(e, f"calling {name!r}", spec, RUN_IT) from None
 
 
 def load_program(spec: str, *, max_len: int, vocab: set | None = None) -> tuple[Any, set | None]:
