@@ -2,7 +2,11 @@
 
 Reads a trained model's state dict (safetensors, or a torch file loaded with
 ``weights_only=True``), converts it into the standard (TransformerLens) or tensor
-(bilinear toy model) family, runs both the converted model and an independent
+(bilinear toy model) family, ``tlens`` takes HookedTransformer-format keys
+(``blocks.0.attn.W_Q``) or TransformerLens 4 bridge keys (``blocks.0.attn.q.weight``,
+with ``--n-heads``), with or without ReLU MLPs, or a folder written by ``craft export
+--format tlens`` (its ``config.json`` gives heads, positions and attention direction);
+it runs both the converted model and an independent
 reference forward pass of the source layout on random tokens, prints the largest
 absolute logit difference, and writes the model only when that difference is at most
 1e-4 of the largest logit. Exit code 0 on success, 2 on any error or a failed check
@@ -33,6 +37,7 @@ from craft.importers import (
     tlens_reference,
 )
 from craft.models import save_model
+from craft.tlens import bridge_reference, from_bridge, is_bridge_format, read_config
 from specs.errors import CraftError
 
 EXIT_FAILED = 2
@@ -45,11 +50,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "import",
         help="convert a TransformerLens or bilinear toy model and check its logits",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("file", help="state dict: .safetensors, or .pt/.pth/.bin (weights only)")
-    p.add_argument("--format", required=True, choices=("tlens", "bilinear-toy"))
-    p.add_argument("--n-heads", type=positive_int, help="heads per layer (bilinear-toy: required)")
-    p.add_argument("--n-ctx", type=positive_int, help="positions (default: W_pos rows, or 512)")
+    p.add_argument(
+        "file",
+        help="state dict (.safetensors, or .pt/.pth/.bin, weights only), or a folder "
+        "written by craft export --format tlens",
+    )
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=("tlens", "bilinear-toy"),
+        help="tlens: TransformerLens (HookedTransformer or bridge keys); bilinear-toy: the "
+        "published bilinear toy model",
+    )
+    p.add_argument(
+        "--n-heads",
+        type=positive_int,
+        help="heads per layer (required for bilinear-toy and TransformerLens 4 bridge keys "
+        "outside an export folder)",
+    )
+    p.add_argument(
+        "--n-ctx", type=positive_int, help="positions (default: W_pos rows / config.json, or 512)"
+    )
     p.add_argument(
         "--bidirectional", action="store_true", help="tlens: attention_dir was bidirectional"
     )
@@ -69,24 +92,67 @@ def _in_file(path: str) -> Iterator[None]:
         raise CraftError(str(e), where=path) from None
 
 
-def _convert(args: argparse.Namespace, sd: dict) -> tuple[Any, Any]:
-    """The imported model and the source layout's reference ``tokens -> logits``."""
+def _tlens_source(args: argparse.Namespace) -> tuple[Path, dict, dict]:
+    """The weights file, its tensors, and what an export folder's ``config.json`` says."""
+    path = Path(args.file)
+    if not path.is_dir():
+        return path, read_state_dict(path), {}
+    where = str(path / "config.json")
+    try:
+        obj = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CraftError(
+            f"cannot read the config ({type(e).__name__}: {str(e)[:120]})",
+            where=where,
+            fix="pass a folder written by `craft export --format tlens`, or the weights file",
+        ) from None
+    conf = read_config(obj, where)
+    if args.bidirectional and conf["causal"]:
+        raise CraftError(
+            "--bidirectional given, but the config says attention_dir 'causal'", where=where
+        )
+    weights = path / "model.safetensors"
+    return weights, read_state_dict(weights), conf
+
+
+def _convert_tlens(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """A HookedTransformer-format or TransformerLens 4 bridge state dict (a file, or an
+    export folder with ``config.json``): the model and the source's reference forward."""
+    weights, sd, conf = _tlens_source(args)
+    causal = conf.get("causal", not args.bidirectional)
+    n_heads, n_ctx = args.n_heads or conf.get("n_heads"), args.n_ctx or conf.get("n_ctx")
+    if not is_bridge_format(sd):
+        with _in_file(str(weights)):
+            model = import_tlens(sd, n_ctx=n_ctx, causal=causal)
+        return weights, model, partial(tlens_reference, sd, causal=causal)
+    if n_heads is None:
+        raise CraftError(
+            "a TransformerLens 4 bridge state dict stores the heads side by side",
+            where="--n-heads",
+            fix="pass it, or the export folder (its config.json names n_heads)",
+        )
+    with _in_file(str(weights)):
+        model = import_tlens(from_bridge(sd, n_heads), n_ctx=n_ctx, causal=causal)
+    return weights, model, partial(bridge_reference, sd, n_heads=n_heads, causal=causal)
+
+
+def _convert(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """The weights file read, the imported model and the source layout's reference
+    ``tokens -> logits``."""
     if args.format == "tlens":
-        causal = not args.bidirectional
-        with _in_file(args.file):
-            model = import_tlens(sd, n_ctx=args.n_ctx, causal=causal)
-        return model, partial(tlens_reference, sd, causal=causal)
+        return _convert_tlens(args)
     if args.n_heads is None:
         raise CraftError(
             "the bilinear toy layout stores heads side by side", where="--n-heads", fix="pass it"
         )
+    sd = read_state_dict(args.file)
     rotary = not args.no_rotary
     with _in_file(args.file):
         model = import_bilinear_toy(
             sd, n_heads=args.n_heads, n_ctx=args.n_ctx or 512, rotary=rotary
         )
     ref = partial(bilinear_reference, sd, n_heads=args.n_heads, rotary=rotary)
-    return model, ref
+    return Path(args.file), model, ref
 
 
 def _sha256(path: str) -> str:
@@ -99,14 +165,14 @@ def _sha256(path: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``craft import``; returns the exit code (0 written, 2 check failed)."""
-    sd = read_state_dict(args.file)
-    model, reference = _convert(args, sd)
+    weights, model, reference = _convert(args)
     cfg = model.cfg
     check = check_import(reference, model, cfg.n_vocab, cfg.n_ctx, seed=args.seed)
     passed = check.ok(TOLERANCE)
     obj = {
+        "format": "craft-import/1",
         "source": args.file,
-        "format": args.format,
+        "from": args.format,
         "family": cfg.family,
         "config": cfg.to_json(),
         "params": model.n_params(),
@@ -122,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if passed:
         source = {"source": Path(args.file).name, "format": args.format}
-        model.meta = {"imported": source | {"sha256": _sha256(args.file), "check": obj["check"]}}
+        digest = _sha256(str(weights))
+        model.meta = {"imported": source | {"sha256": digest, "check": obj["check"]}}
         save_model(model.float(), args.output)
     if args.json:
         print(json.dumps(obj, indent=2))

@@ -3,11 +3,14 @@
 Shape glossary: V input vocabulary, O outputs, P positions, D d_model, H heads,
 E d_head, M d_mlp, T positions of a sequence.
 
-* :func:`import_tlens`: a TransformerLens state dict of an attention-only, norm-free model
-  (``embed.W_E [V, D]``, ``pos_embed.W_pos [P, D]``, ``blocks.{i}.attn.W_Q/W_K/W_V
-  [H, D, E]``, ``W_O [H, E, D]``, biases ``b_Q/b_K/b_V [H, E]``, ``b_O [D]``, ``unembed.W_U
-  [D, O]``, ``b_U [O]``) -> the standard family. The layouts agree name for name;
-  absent biases are zero. TransformerLens's ``mask`` and ``IGNORE`` buffers are skipped.
+* :func:`import_tlens`: a TransformerLens state dict of a norm-free model with optional
+  ReLU MLPs (``embed.W_E [V, D]``, ``pos_embed.W_pos [P, D]``, ``blocks.{i}.attn.W_Q/W_K/W_V
+  [H, D, E]``, ``W_O [H, E, D]``, biases ``b_Q/b_K/b_V [H, E]``, ``b_O [D]``,
+  ``blocks.{i}.mlp.W_in [D, M]``, ``b_in [M]``, ``W_out [M, D]``, ``b_out [D]``,
+  ``unembed.W_U [D, O]``, ``b_U [O]``) -> the standard family. The layouts agree name for
+  name; absent biases are zero. TransformerLens's ``mask`` and ``IGNORE`` buffers are
+  skipped. TransformerLens 4 bridge state dicts (``embed.weight``, ``blocks.{i}.attn.q.weight``,
+  ...) are renamed into this layout first by :func:`craft.tlens.from_bridge`.
 * :func:`import_bilinear_toy`: the published bilinear toy-model layout (``embed.weight
   [V, D]``, ``blocks.{i}.attn.{q1,k1,q2,k2,v}.weight [H E, D]`` and ``out.weight [D, H E]``
   as ``nn.Linear`` weights, optional ``blocks.{i}.mlp.{left,right}.weight [M, D]`` and
@@ -125,13 +128,13 @@ def _reject_unknown(sd: StateDict, known: set[str], what: str) -> None:
         raise CraftError(
             f"unsupported tensors {unknown[:4]}{' ...' if len(unknown) > 4 else ''}",
             where=unknown[0],
-            fix=f"the {what} importer takes attention-only (bilinear: optional bilinear MLP),"
-            " norm-free models without other parameters",
+            fix=f"the {what} importer takes norm-free models with optional MLPs (ReLU;"
+            " bilinear-toy: bilinear) and no other parameters",
         )
 
 
 def import_tlens(sd: StateDict, *, n_ctx: int | None = None, causal: bool = True) -> Transformer:
-    """A TransformerLens attention-only, norm-free state dict -> a standard-family model.
+    """A TransformerLens norm-free state dict (optional ReLU MLPs) -> a standard-family model.
 
     Args:
         sd: the state dict (``model.state_dict()``).
@@ -144,6 +147,8 @@ def import_tlens(sd: StateDict, *, n_ctx: int | None = None, causal: bool = True
         raise CraftError("no blocks.{i}.attn tensors", where="blocks.0.attn.W_Q")
     n_heads, _, d_head = _shape(sd, "blocks.0.attn.W_Q", "H D E")
     n_out = _shape(sd, "unembed.W_U", "D O")[1]
+    mlp = "blocks.0.mlp.W_in"
+    d_mlp = _shape(sd, mlp, "D M")[1] if mlp in sd else 0
     learned = "pos_embed.W_pos" in sd
     table = _shape(sd, "pos_embed.W_pos", "P D")[0] if learned else None
     n_ctx = n_ctx or table
@@ -151,10 +156,13 @@ def import_tlens(sd: StateDict, *, n_ctx: int | None = None, causal: bool = True
         raise CraftError(
             f"n_ctx {n_ctx} is not available", where="pos_embed.W_pos", fix=f"pass n_ctx <= {table}"
         )
-    bias = any(k.rsplit(".", 1)[-1].startswith("b_") for k in sd)
+    biases = [k for k in sd if k.rsplit(".", 1)[-1].startswith("b_")]
+    bias = any(bool(sd[k].any()) for k in biases)
+    if not bias:  # all zero (an export of a model without biases): import none
+        sd = {k: v for k, v in sd.items() if k not in biases}
     positions = "learned" if learned else "none"
-    cfg = ModelConfig("standard", n_layers, n_heads, d_model, d_head, 0, n_vocab, n_out, n_ctx,
-                      causal=causal, positions=positions, bias=bias)  # fmt: skip
+    cfg = ModelConfig("standard", n_layers, n_heads, d_model, d_head, d_mlp, n_vocab, n_out,
+                      n_ctx, causal=causal, positions=positions, bias=bias)  # fmt: skip
     with torch.device("meta"):  # the shapes, without memory: every tensor is checked first
         shapes = {k: tuple(v.shape) for k, v in Transformer(cfg).state_dict().items()}
     _reject_unknown(sd, set(shapes), "TransformerLens")
@@ -239,7 +247,8 @@ def import_bilinear_toy(
 
 
 def tlens_reference(sd: StateDict, tokens: torch.Tensor, causal: bool = True) -> torch.Tensor:
-    """TransformerLens attention-only forward, one head and query at a time: ``[B, T, O]``."""
+    """TransformerLens forward (attention, then a ReLU MLP where the block has one), one
+    head and query at a time: ``[B, T, O]``."""
     w = {k: v.to(torch.float64) for k, v in sd.items()}
     zero = torch.zeros((), dtype=torch.float64)
     x = w["embed.W_E"][tokens]
@@ -260,6 +269,10 @@ def tlens_reference(sd: StateDict, tokens: torch.Tensor, causal: bool = True) ->
                 z = (torch.softmax(scores, dim=-1)[..., None] * v[:, :keys]).sum(1)
                 out[:, t] = out[:, t] + z @ w[p + "W_O"][h]
         x = out
+        m = f"blocks.{i}.mlp."
+        if m + "W_in" in w:
+            hidden = torch.relu(x @ w[m + "W_in"] + w.get(m + "b_in", zero))
+            x = x + hidden @ w[m + "W_out"] + w.get(m + "b_out", zero)
     return x @ w["unembed.W_U"] + w.get("unembed.b_U", zero)
 
 
