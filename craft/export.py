@@ -9,14 +9,14 @@
   the bridge's own keys;
 * ``tokenizer.json`` and ``tokenizer_config.json`` when the vocabulary is known: a
   ``tokenizers`` WordLevel tokenizer (words split on whitespace, the BOS token prepended
-  and used for padding), which ``transformers.AutoTokenizer.from_pretrained(out_dir)``
-  loads, so TransformerLens' string APIs (``to_tokens``, ``to_str_tokens``) and head
-  detectors work.
+  and used for padding; an unknown word becomes BOS), which
+  ``transformers.AutoTokenizer.from_pretrained(out_dir)`` loads, so TransformerLens'
+  string APIs (``to_tokens``, ``to_str_tokens``) and head detectors work.
 
 Loading it, with no other code::
 
     cfg = TransformerBridgeConfig(**json.load(open(f"{d}/config.json")))
-    model = TransformerBridge.boot_native(cfg, tokenizer=AutoTokenizer.from_pretrained(d))
+    model = TransformerBridge.boot_native(cfg, tokenizer=AutoTokenizer.from_pretrained(d)).eval()
     model.load_state_dict(convert_tl_checkpoint(load_file(f"{d}/model.safetensors"), cfg),
                           strict=True)
 
@@ -94,7 +94,9 @@ def tokenizer_json(vocab: Vocabulary) -> str:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     ids = {t: i for i, t in enumerate(vocab.tokens)}
-    tok = Tokenizer(models.WordLevel(vocab=ids, unk_token=None))
+    # TransformerLens probes a tokenizer with the word "a" when it boots, so a word
+    # outside the vocabulary cannot be an error: it becomes BOS.
+    tok = Tokenizer(models.WordLevel(vocab=ids, unk_token=vocab.bos))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_special_tokens([vocab.bos])  # matched before splitting: "<bos>alice" is 2 tokens
     bos = (vocab.bos, ids[vocab.bos])
@@ -110,6 +112,8 @@ def tokenizer_config(vocab: Vocabulary, n_ctx: int) -> dict[str, Any]:
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": vocab.bos,
         "pad_token": vocab.bos,  # right padding with BOS: real positions never see it
+        "eos_token": vocab.bos,  # else TransformerLens adds one past the embedding
+        "unk_token": vocab.bos,
         "add_bos_token": True,
         "model_max_length": n_ctx,
     }
