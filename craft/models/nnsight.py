@@ -7,18 +7,23 @@ and stacks the invokes along the batch: inputs of different lengths are right-pa
 with token 0, which a causal model's real positions never see (a bidirectional Tracr
 model would: its invokes must have one length).
 
-Example, patching head L1H0 from a clean prompt into a corrupt one (``hook_result`` is
-``[B, T, H, D]``, each head's write to the residual)::
+Example, patching head L1H0 from a clean prompt into a corrupt one of the same length
+in one forward pass (``hook_result`` is ``[B, T, H, D]``, each head's write to the
+residual; the barrier makes the clean invoke read the head before the corrupt one
+writes it)::
 
     from craft.models.nnsight import nnsight_model
 
     lm = nnsight_model(model)
     with lm.trace() as tracer:
-        with tracer.invoke(clean):
+        barrier = tracer.barrier(2)
+        with tracer.invoke(clean):  # token ids [B, T]
             head = lm.blocks[1].attn.hook_result.output[:, :, 0]
+            barrier()
         with tracer.invoke(corrupt):
+            barrier()
             lm.blocks[1].attn.hook_result.output[:, :, 0] = head
-            patched = lm.output.save()
+            patched = lm.output.save()  # [B, T, O]
 
 Every hook point of :mod:`craft.models.transformer` is a module, so it is an envoy:
 read ``.output``, assign to it, ``.save()`` it, or take gradients through it.
