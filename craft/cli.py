@@ -46,7 +46,7 @@ from craft.train import cli as train_cli
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample
-from verify import diff_cli
+from verify import diff_cli, html_report
 from verify.behaviour import at_context, check_finite, check_fit, evaluate
 from verify.check import check_all
 from verify.claims import check_model, load_claims
@@ -161,6 +161,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "its KL and cross-entropy are nan and those positions count as wrong"
         )
     result = evaluation.to_json()
+    if args.html:
+        html_report.write_eval_report(model, spec, evaluation, args)
     if args.json:
         _print_json(result)
         return 0
@@ -367,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--context",
         help='instead of sampling, compare both distributions after one context ("the alice")',
+    )
+    p.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="also write an interactive report (tables, figures, attention on prompts)",
     )
     p.set_defaults(run=cmd_eval)
 

@@ -5,7 +5,10 @@ its rules' output it carries under patching, verdict;
 per rule: both models' excess loss and accuracy and their agreement) and writes the
 report (``report.md`` and ``figures/*.png``, see :mod:`verify.report`). ``--json``
 prints :meth:`verify.diff.Diff.to_json` instead of the summary (the report is still
-written). Errors are :class:`~specs.errors.CraftError` (one line, exit code 2 in the CLI).
+written, and ``report.html``, the same report with every figure and the attention
+patterns of both models on a prompt per rule, self-contained and interactive: see
+:mod:`verify.html_report`). Errors are :class:`~specs.errors.CraftError` (one line,
+exit code 2 in the CLI).
 
 With a run folder as TRAINED (the checkpoints of ``craft train --save-every N``) it
 diffs over training instead (:mod:`verify.series`): per crafted component the match
@@ -29,6 +32,7 @@ from specs.errors import CraftError
 from specs.load import load_spec
 from verify.behaviour import check_finite
 from verify.diff import Diff, check_fit, diff
+from verify.html_report import diff_page, write_html
 from verify.report import carried, effect, write_report
 from verify.series import LEARNED, series, write_series
 
@@ -178,7 +182,10 @@ def _refuse_overwrites(args: argparse.Namespace) -> None:
             PathArg("--spec", args.spec),
         ],
         [PathArg("-o", out, "the report")]
-        + [PathArg("-o", out / name, "the report") for name in ("report.md", "series.md")],
+        + [
+            PathArg("-o", out / name, "the report")
+            for name in ("report.md", "report.html", "series.md")
+        ],
     )
 
 
@@ -200,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     check_fit(crafted, trained, spec, (args.crafted, args.trained))
     result = diff(crafted, trained, spec, n_seqs=args.n or 500, seed=args.seed)
     path = _written(lambda: write_report(result, args.output), args.output)
+    page = diff_page(result, crafted, trained, spec, (args.crafted, args.trained))
+    _written(lambda: write_html(page, Path(args.output) / "report.html"), args.output)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0

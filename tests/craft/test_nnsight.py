@@ -1,5 +1,5 @@
 """craft.models.nnsight: a clean and a corrupt batch as two invokes of one nnsight trace
-reproduce craft's own patching figures (``verify.patching.patch``) for the crafted
+reproduce craft's own patching figure (``verify.patching.patch``) for the crafted
 induction head; invokes of different lengths pad; reading, setting and gradients work."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from craft.models import ComponentKind, component_records  # noqa: E402
 from craft.models.nnsight import nnsight_model  # noqa: E402
 from specs import library_path, load_spec  # noqa: E402
 from specs.truth import next_dist  # noqa: E402
-from verify.batched import kl, model_logprobs, pad  # noqa: E402
-from verify.patching import _outputs, _swap, pairs, patch  # noqa: E402
+from verify.batched import kl, pad  # noqa: E402
+from verify.patching import pairs, patch  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,12 +40,13 @@ def _patched(lm, receiver: torch.Tensor, donor: torch.Tensor, layer: int, head: 
     return logits
 
 
-def _figures(model, spec):
-    """craft's patching figure for the induction head, and nnsight's, from one trace per
-    direction: (craft's RulePatch, per-row craft losses, nnsight losses)."""
+def test_two_invokes_reproduce_crafts_patching_figure(crafted) -> None:
+    """Both directions of verify.patching.patch's figure for the induction head, each
+    from one trace whose two invokes are the clean and the corrupt batch."""
+    model, spec = crafted
     rec = next(r for r in component_records(model) if r.kind == ComponentKind.INDUCTION)
-    heads = [(rec.layer, rec.head)]
     clean, bad = pairs(spec, rec.rules[0], 16, seed=0)
+    ours = patch(model, spec, [(rec.layer, rec.head)], clean, bad)
     tok_c, last = (torch.from_numpy(a) for a in pad(spec, clean))
     tok_k = torch.from_numpy(pad(spec, bad)[0])
     p = np.stack([next_dist(spec, c)[0] for c in clean])
@@ -55,38 +56,15 @@ def _figures(model, spec):
         at = logits[torch.arange(len(last)), last].double().log_softmax(-1)
         return float(kl(p, at.detach().numpy()).mean())
 
-    def per_row(contexts, donor) -> float:  # verify's own primitives, one context a row
-        swap = _swap(heads, _outputs(model, pad(spec, donor)[0], {rec.layer}))
-        return float(kl(p, model_logprobs(model, spec, contexts, swap, per_row=True)).mean())
-
     with torch.no_grad():
-        mine = {"clean": loss(model(tok_c)), "corrupt": loss(model(tok_k))}
-        mine["cc"] = loss(_patched(lm, tok_c, tok_k, rec.layer, rec.head))
-        mine["kc"] = loss(_patched(lm, tok_k, tok_c, rec.layer, rec.head))
-    rows = {"cc": per_row(clean, bad), "kc": per_row(bad, clean)}
-    return patch(model, spec, heads, clean, bad), rows, mine
-
-
-def test_two_invokes_reproduce_the_patching_losses(crafted) -> None:
-    ours, rows, mine = _figures(*crafted)
+        base_c, base_k = loss(model(tok_c)), loss(model(tok_k))
+        cc = loss(_patched(lm, tok_c, tok_k, rec.layer, rec.head)) - base_c
+        kc = loss(_patched(lm, tok_k, tok_c, rec.layer, rec.head)) - base_k
     assert ours.n == 16 and ours.gap > 1
-    assert abs(mine["clean"] - ours.clean) < 1e-9 and abs(mine["corrupt"] - ours.corrupt) < 1e-9
-    assert abs(mine["cc"] - rows["cc"]) < 1e-9 and abs(mine["kc"] - rows["kc"]) < 1e-9
-    carried = (mine["cc"] - mine["clean"]) / (mine["corrupt"] - mine["clean"])
-    restored = (mine["corrupt"] - mine["kc"]) / (mine["corrupt"] - mine["clean"])
-    assert carried > 0.99 and restored > 0.99  # the crafted head carries the whole rule
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.patching.patch swaps row-specific head outputs through model_logprobs "
-    "without per_row=True, whose prefix sharing reorders the contexts by length, so donors "
-    "land in the wrong rows (carried 0.83, restored 0.17 here instead of 1, 1)",
-)
-def test_two_invokes_reproduce_crafts_patching_figure(crafted) -> None:
-    ours, _, mine = _figures(*crafted)
-    assert abs(mine["cc"] - mine["clean"] - ours.corrupt_to_clean) < 1e-9
-    assert abs(mine["kc"] - mine["corrupt"] - ours.clean_to_corrupt) < 1e-9
+    assert abs(base_c - ours.clean) < 1e-9 and abs(base_k - ours.corrupt) < 1e-9
+    assert abs(cc - ours.corrupt_to_clean) < 1e-9, (cc, ours)
+    assert abs(kc - ours.clean_to_corrupt) < 1e-9, (kc, ours)
+    assert ours.carried > 0.99 and ours.restored > 0.99  # the head carries the whole rule
 
 
 def test_invokes_of_different_lengths_and_gradients(crafted) -> None:
