@@ -30,6 +30,7 @@ from craft.argtypes import fraction, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
 from craft.interrupts import interrupted_line, signals_as_interrupts
+from craft.memory import limited, parse_size, require
 from craft.models import component_records, load_model, save_model
 from craft.paths import PathArg, guarded, import_paths, refuse_overwrites, tracr_paths
 from craft.report import (
@@ -45,7 +46,7 @@ from craft.tracr import cli as tracr_cli
 from craft.train import cli as train_cli
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
-from specs.sample import sample
+from specs.sample import sample, sample_bytes
 from verify import diff_cli, html_report
 from verify.behaviour import at_context, check_finite, check_fit, evaluate
 from verify.check import check_all
@@ -220,17 +221,20 @@ def _eval_context(model, spec, args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     length = spec.max_len if args.length is None else args.length
+    require("sampling", sample_bytes(spec, args.n, length), "pass a smaller -n or --length")
     tokens, rule_ids = sample(spec, args.n, length, args.seed)
     names = spec.rule_names()
-    rows = [
-        {"tokens": spec.vocab.decode(row[1:]), "rules": [names[int(r)] for r in rules]}
-        for row, rules in zip(tokens, rule_ids, strict=True)
-    ]
-    if args.json:  # one JSON document, one sequence a line
-        print("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]")
-    else:
-        for row in rows:
-            print(" ".join(row["tokens"]))
+    if args.json:  # one JSON document, one sequence a line, printed as it is made
+        print("[")
+    for i, (row, rules) in enumerate(zip(tokens, rule_ids, strict=True)):
+        words = spec.vocab.decode(row[1:])
+        if args.json:
+            line = json.dumps({"tokens": words, "rules": [names[int(r)] for r in rules]})
+            print(line + ("," if i + 1 < len(tokens) else ""))
+        else:
+            print(" ".join(words))
+    if args.json:
+        print("]")
     return 0
 
 
@@ -429,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_parser(sub)
     export_cli.add_parser(sub)
     diff_cli.add_parser(sub)
+    for command in sub.choices.values():  # every subcommand: the memory limit
+        command.add_argument(
+            "--max-memory",
+            type=parse_size,
+            metavar="SIZE",
+            help="refuse work estimated to need more memory (4G, 512M; default: what is free)",
+        )
     return parser
 
 
@@ -446,7 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.simplefilter("always", CraftWarning)
                 warnings.showwarning = _show_warning
                 args = build_parser().parse_args(argv)
-                return args.run(args)
+                with limited(args.max_memory):
+                    return args.run(args)
         except CraftError as e:
             message = str(e)
         except OSError as e:

@@ -96,3 +96,9 @@ def parse_text(text: str, source: str) -> Any:
             where=source,
             fix="correct the YAML syntax",
         ) from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise CraftError(
+            "the YAML nests deeper than the parser can read (a spec nests 4 levels)",
+            where=source,
+            fix="remove the extra brackets or indentation",
+        ) from None

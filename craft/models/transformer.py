@@ -23,6 +23,7 @@ import torch
 from einops import einsum
 from torch import nn
 
+from craft.memory import require
 from craft.models.config import ModelConfig
 from craft.models.hooks import HookPoint
 
@@ -183,6 +184,13 @@ class Transformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if torch.get_default_device().type != "meta":  # the count itself builds on meta
+            n = param_count(cfg)
+            require(
+                f"a model of {n:,} parameters",
+                n * torch.get_default_dtype().itemsize,
+                "ask for a smaller model (fewer tokens, a shorter max_len, a smaller --shape)",
+            )
         self.cfg = cfg
         self.embed = nn.Module()
         self.embed.W_E = _zeros(cfg.n_vocab, cfg.d_model)
@@ -228,3 +236,10 @@ class Transformer(nn.Module):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def param_count(cfg: ModelConfig) -> int:
+    """Parameters of ``Transformer(cfg)``, counted on the meta device (nothing allocated):
+    what :class:`Transformer` checks against the memory limit before allocating."""
+    with torch.device("meta"):
+        return Transformer(cfg).n_params()

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from craft.argtypes import float_in, positive_int
+from craft.memory import require
 from craft.tracr.pipeline import MAX_MLP_EXACTNESS
 from specs.errors import CraftError
 
@@ -119,6 +120,29 @@ def _compile(args: argparse.Namespace, program: Any, vocab: set) -> tuple[Any, A
     )
 
 
+def _require_memory(args: argparse.Namespace, vocab: set, given: set | None) -> None:
+    """Refuse a compile whose estimated footprint (pilot compiles at shorter lengths,
+    :mod:`craft.tracr.footprint`) exceeds the memory limit."""
+    from craft.tracr.fast import from_rasp
+    from craft.tracr.footprint import estimate
+    from craft.tracr.program import load_program
+
+    def compile_at(length: int) -> Any:
+        program, _ = load_program(args.program, max_len=length, vocab=given)
+        options = (
+            {"family": "tensor"}
+            if args.family == "tensor"
+            else {"mlp_exactness": args.mlp_exactness}
+        )
+        return from_rasp(program, vocab, length, compiler_bos=args.compiler_bos, **options)
+
+    found = estimate(compile_at, args.max_len)
+    if found is not None:
+        doing = f"compiling {args.program} at --max-len {args.max_len} (Tracr; estimated from "
+        doing += f"pilots at {found.pilots[-2].max_len} and {found.pilots[-1].max_len})"
+        require(doing, found.bytes, "pass a smaller --max-len")
+
+
 def report(model: Any, result: Any, seconds: float) -> dict:
     """The ``--json`` object."""
     cfg = model.model.cfg
@@ -172,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     vocab = given if given is not None else lib_vocab
     if vocab is None:
         raise CraftError("no vocabulary", where=args.program, fix="pass --vocab a,b,c")
+    _require_memory(args, vocab, given)
     try:
         model, result = _compile(args, program, vocab)
     except UserFault as e:  # Tracr runs the program's functions over the value sets
@@ -187,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_text(args.program, model, result, obj, output)
         if args.output and not output:
-            print(f"not written to {args.output}: the model disagrees with the program "
-                  "(--write-failing writes it anyway)")
+            print(
+                f"not written to {args.output}: the model disagrees with the program "
+                "(--write-failing writes it anyway)"
+            )
     return 0 if result.passed else EXIT_DISAGREE

@@ -12,6 +12,7 @@ import pytest
 
 import specs
 from specs import CraftError, CraftWarning, parse_spec, spec_to_data
+from specs.canonical import canonical_size
 from specs.yamlio import parse_text
 
 MINI = """\
@@ -126,6 +127,36 @@ def test_canonical_form_round_trips(name: str) -> None:
     again = parse_spec(json.loads(specs.canonical_json(spec)), spec.source)
     assert again == spec
     assert spec_to_data(again) == spec_to_data(spec)
+
+
+@pytest.mark.parametrize("name", specs.LIBRARY)
+def test_canonical_json_is_written_and_measured_in_pieces(name: str) -> None:
+    """The streamed canonical JSON (row by row, for the digest) is the one-piece dump of
+    :func:`spec_to_data`, and :func:`canonical_size` its length in bytes."""
+    spec = specs.load_library(name)
+    whole = json.dumps(spec_to_data(spec), separators=(",", ":"), ensure_ascii=False)
+    assert specs.canonical_json(spec) == whole
+    assert canonical_size(spec) == len(whole.encode("utf-8"))
+
+
+def test_a_vocabulary_too_large_to_hash_is_one_error() -> None:
+    """A "*" row over V tokens is V x V canonical entries: 60,000 tokens would be 49 GiB
+    of JSON to hash (and a model of 29 GB); refused before hashing, in seconds."""
+    tokens = ", ".join(f"t{i}" for i in range(60_000))
+    text = MINI_BIG.format(tokens=tokens)
+    with pytest.raises(CraftError, match="canonical form would be .* GiB .*60000 tokens"):
+        parse_spec(text, "big.yaml")
+
+
+MINI_BIG = """\
+format: craft-spec/1
+name: big
+vocab: {{T: [{tokens}]}}
+max_len: 4
+start: {{T: 1}}
+rules:
+  - bigram: {{"*": {{T: 1}}}}
+"""
 
 
 def test_library_lists_and_loads_without_warnings() -> None:
