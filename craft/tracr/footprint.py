@@ -1,16 +1,17 @@
 """The memory a Tracr compile will take, estimated from small pilot compiles first.
 
-Tracr builds every MLP and attention matrix over its value sets with dense numpy
-arrays (``vectorspace_fns.Linear.from_action`` stacks one basis vector per input
-direction), so its peak grows as a power of ``max_len`` whose exponent depends on the
-program: about 2 for ``lib:sort``, 3 for ``lib:length`` and ``lib:hist``, 3.4 for
-``lib:reverse`` (measured, ``benchmarks/memory.py``). No closed form covers every
-program, so :func:`estimate` measures: after a warm-up compile it compiles the program
-at ``max_len / 2**k``, ..., ``max_len / 4``, ``max_len / 2`` (from 8 up, stopping at the
-first pilot slower than :data:`PILOT_SECONDS`), records each pilot's numpy peak
-(tracemalloc) and the converted model's size, fits a power law through the last two pilots and extrapolates both to the
-requested ``max_len``. The pilots cost a small fraction of the compile they guard (at
-most a few seconds); below :data:`PILOT_FROM` nothing is estimated (under ~10 MB).
+Tracr builds every MLP and attention matrix over its value sets with dense numpy arrays
+(``vectorspace_fns.Linear.from_action`` stacks one basis vector per input direction), so
+its peak grows as a power of ``max_len`` whose exponent depends on the program: about 2
+for ``lib:sort``, 3 for ``lib:length`` and ``lib:hist``, 3.4 for ``lib:reverse``
+(measured, ``benchmarks/memory.py``). No closed form covers every program, so
+:func:`estimate` measures: after a warm-up compile it compiles the program at ``max_len
+/ 2**k``, ..., ``max_len / 4``, ``max_len / 2`` (from 8 up, stopping at the first pilot
+slower than :data:`PILOT_SECONDS`), records each pilot's numpy peak (tracemalloc) and
+the converted model's size, fits a power law through the last two pilots and
+extrapolates both to the requested ``max_len``. The pilots cost a small fraction of the
+compile they guard (at most a few seconds); below :data:`PILOT_FROM` nothing is
+estimated (under ~10 MB).
 """
 
 from __future__ import annotations
