@@ -3,7 +3,15 @@
 Contexts are token-id lists after BOS, of any lengths. The models are causal, so a
 batch is padded *after* each context and read at the context's last position.
 
-Shape glossary: N contexts, W = 1 + longest context, V vocabulary.
+A causal model's output at position ``t`` depends on positions ``<= t`` only, so a
+context that is a prefix of another in the same batch costs nothing: :func:`shared`
+finds the *carriers* (contexts that are no other's prefix) and where each context ends
+in one, and only the carriers run, ``CHUNK`` at a time, sorted by length. A long
+sampled or planted sequence then checks every prefix of itself in one pass. A
+bidirectional model (Tracr's) and per-row patches (patching from a donor batch) run
+every context on its own.
+
+Shape glossary: N contexts, M carriers, W = 1 + longest context, V vocabulary.
 """
 
 from __future__ import annotations
@@ -28,21 +36,81 @@ def pad(spec: Spec, contexts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.n
     return tokens, np.array([len(c) for c in contexts], dtype=np.int64)
 
 
+CHUNK = 64  # carriers in one forward pass
+
+
+def shared(contexts: Sequence[Sequence[int]]) -> tuple[list[list[int]], np.ndarray]:
+    """The carriers ``[M]`` (contexts that are no other's prefix, longest first) and,
+    per context, the carrier it is a prefix of ``[N]`` (it ends at its own length).
+
+    Prefixes are found with a chained hash per position, confirmed by comparing tokens,
+    so the work is linear in the total length.
+    """
+    carriers: list[list[int]] = []
+    at: dict[tuple[int, int], int] = {}  # (length, chained hash) -> carrier
+    row = np.zeros(len(contexts), dtype=np.int64)
+    for i in sorted(range(len(contexts)), key=lambda j: -len(contexts[j])):
+        ctx, h = list(contexts[i]), 0
+        keys = []
+        for tok in ctx:
+            h = hash((h, int(tok)))
+            keys.append((len(keys) + 1, h))
+        key = keys[-1] if keys else (0, 0)
+        c = at.get(key)
+        if c is not None and carriers[c][: len(ctx)] == ctx:
+            row[i] = c
+            continue
+        row[i] = len(carriers)
+        for k in [(0, 0), *keys]:
+            at.setdefault(k, len(carriers))
+        carriers.append(ctx)
+    return carriers, row
+
+
+def _passes(model: Transformer, contexts, per_row: bool):
+    """Yield ``(padded tokens [m, w], indices [m] into contexts, ends [m])`` per forward
+    pass: the carriers of the batch (or every context, when ``per_row`` or the model is
+    bidirectional), ``CHUNK`` at a time, similar lengths together."""
+    if per_row or not model.cfg.causal:
+        yield contexts, np.arange(len(contexts)), None
+        return
+    carriers, row = shared(contexts)
+    order = sorted(range(len(carriers)), key=lambda c: len(carriers[c]))
+    for k in range(0, len(order), CHUNK):
+        yield [carriers[c] for c in order[k : k + CHUNK]], np.array(order[k : k + CHUNK]), row
+
+
 def model_logprobs(
     model: Transformer,
     spec: Spec,
     contexts: Sequence[Sequence[int]],
     patch: dict[str, Callable] | None = None,
+    per_row: bool | None = None,
 ) -> np.ndarray:
     """float64 log-probabilities of the next token after each context ``[N, V]``.
 
     ``patch`` maps hook-point names to forward hooks applied during the pass (ablation).
+    ``per_row`` runs each context in its own row (no prefix sharing): the default when a
+    patch is given, since a patch may read its row (patching from a donor batch); pass
+    ``per_row=False`` for a patch that treats every row alike (zero or mean ablation).
     """
-    tokens, last = pad(spec, contexts)
-    with torch.no_grad(), hooks(model, patch or {}):
-        logits = model(torch.from_numpy(tokens))
-    at_last = logits[torch.arange(len(contexts)), torch.from_numpy(last)]
-    return torch.log_softmax(at_last.double(), -1).numpy()
+    per_row = patch is not None if per_row is None else per_row
+    out = np.zeros((len(contexts), model.cfg.n_out))
+    lengths = np.array([len(c) for c in contexts], dtype=np.int64)
+    for part, ids, row in _passes(model, contexts, per_row):
+        tokens, last = pad(spec, part)
+        with torch.no_grad(), hooks(model, patch or {}):
+            logits = model(torch.from_numpy(tokens))
+        if row is None:  # every context in its own row
+            at_last = logits[torch.arange(len(part)), torch.from_numpy(last)]
+            out[ids] = torch.log_softmax(at_last.double(), -1).numpy()
+            continue
+        slot = {int(c): j for j, c in enumerate(ids)}
+        mine = [i for i in range(len(contexts)) if int(row[i]) in slot]
+        rows = torch.tensor([slot[int(row[i])] for i in mine], dtype=torch.long)
+        read = logits[rows, torch.from_numpy(lengths[mine])]
+        out[mine] = torch.log_softmax(read.double(), -1).numpy()
+    return out
 
 
 def truth_at(spec: Spec, contexts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -97,17 +165,29 @@ def mean_head(layer: int, head: int, mean: torch.Tensor) -> dict[str, Callable]:
 
 
 def attention(model: Transformer, spec: Spec, contexts, layer: int, head: int) -> np.ndarray:
-    """The head's attention row at each context's last position ``[N, W]``."""
-    tokens, last = pad(spec, contexts)
+    """The head's attention row at each context's last position ``[N, W]`` (zero beyond
+    the context: the mask)."""
+    width = 1 + max((len(c) for c in contexts), default=0)
+    out = np.zeros((len(contexts), width))
+    lengths = np.array([len(c) for c in contexts], dtype=np.int64)
     seen: dict[str, torch.Tensor] = {}
 
-    def save(_m, _i, out):
-        seen["p"] = out.detach()
+    def save(_m, _i, got):
+        seen["p"] = got.detach()
 
-    with torch.no_grad(), hooks(model, {f"blocks.{layer}.attn.hook_pattern": save}):
-        model(torch.from_numpy(tokens))
-    pattern = seen["p"][:, head].double().numpy()  # [N, T, S]
-    return pattern[np.arange(len(contexts)), last]
+    for part, ids, row in _passes(model, contexts, False):
+        tokens, last = pad(spec, part)
+        with torch.no_grad(), hooks(model, {f"blocks.{layer}.attn.hook_pattern": save}):
+            model(torch.from_numpy(tokens))
+        pattern = seen["p"][:, head].double().numpy()  # [m, T, S]
+        if row is None:
+            out[ids, : pattern.shape[-1]] = pattern[np.arange(len(part)), last]
+            continue
+        slot = {int(c): j for j, c in enumerate(ids)}
+        mine = [i for i in range(len(contexts)) if int(row[i]) in slot]
+        rows = [slot[int(row[i])] for i in mine]
+        out[mine, : pattern.shape[-1]] = pattern[rows, lengths[mine]]
+    return out
 
 
 def head_outputs(model: Transformer, tokens: np.ndarray, layer: int) -> torch.Tensor:

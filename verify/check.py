@@ -21,7 +21,7 @@ non-finite value reported, never crashes the search.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +48,14 @@ from verify.claims import (
     head_of,
     validate,
 )
+from verify.replay import model_digest, replay_key
+from verify.results import MEASURES, Coverage, Effect, Result, coverage
 from verify.search import search
 from verify.strategies import (
     contexts,
     counterfactual_pairs,
     fired,
-    random_strings,
+    long_strings,
     repeated,
     window_pairs,
 )
@@ -67,34 +69,8 @@ from verify.sweep import (
 )
 
 SWEEP_PER_EXAMPLE = 4  # bulk-drawn contexts checked per Hypothesis example
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    kind: str
-    passed: bool
-    counterexample: list[str] | None
-    value: float  # the figure at the counterexample (or the worst / the fraction seen)
-    threshold: float
-    examples: int
-    warnings: tuple[str, ...] = field(default=())
-    found_after: int | None = None  # contexts evaluated before the first failure
-    distinct: int | None = None  # distinct contexts among `examples` (not in the JSON)
-
-    def to_json(self) -> dict:
-        """JSON-ready; a non-finite value (a diverged model) is the string "nan" or "inf"."""
-        return {
-            "name": self.name,
-            "passed": self.passed,
-            "counterexample": self.counterexample,
-            "value": self.value if math.isfinite(self.value) else str(self.value),
-            "threshold": self.threshold,
-            "examples": self.examples,
-            "kind": self.kind,
-            "warnings": list(self.warnings),
-            "found_after": self.found_after,
-        }
+DEFAULT_KL = 1e-3  # a rule's bound when the model states none (a trained model)
+WILSON_Z = 1.6448536269514722  # one-sided 95%: P(Z > z) = 0.05
 
 
 @dataclass
@@ -145,7 +121,7 @@ def _probe(model: Transformer, spec: Spec, c: Claim, where, seed_: int = 0) -> _
         return _kl_probe(model, spec, c, body, where)
     if isinstance(body, ModelsAgree):
         other = load_model(body.other)
-        strat = contexts(spec, rule=body.rule) if body.rule else random_strings(spec, 1)
+        strat = contexts(spec, rule=body.rule) if body.rule else long_strings(spec, 1)
 
         def agree(batch):
             return batched.kl_between(
@@ -169,7 +145,8 @@ def _probe(model: Transformer, spec: Spec, c: Claim, where, seed_: int = 0) -> _
         def extra(batch):
             p, _ = batched.truth_at(spec, batch)
             before = batched.kl(p, batched.model_logprobs(model, spec, batch))
-            return batched.kl(p, batched.model_logprobs(model, spec, batch, patch)) - before
+            after = batched.model_logprobs(model, spec, batch, patch, per_row=False)
+            return batched.kl(p, after) - before
 
         bulk = contexts_sweep(spec, None, spares)
         return _Probe(spared, extra, body.max_other, bulk, patch=patch)
@@ -210,7 +187,7 @@ def _window_values(model, spec):
 def _role_probe(model, spec, body: HeadRole) -> _Probe:
     layer, head = head_of(body.head)
     if body.role == "previous-token":
-        strat = random_strings(spec, 2)
+        strat = long_strings(spec, 2)
         bulk = contexts_sweep(spec, None, lambda ctx: len(ctx) >= 2)
         target_of = lambda ctx: [len(ctx) - 1]  # noqa: E731
     elif body.role == "induction":
@@ -258,7 +235,23 @@ def copying_score(model: Transformer, layer: int, head: int) -> float:
 def _copying(model, c: Claim, body: HeadRole) -> Result:
     score = copying_score(model, *head_of(body.head))
     passed = score >= body.min_score  # False for NaN
-    return Result(c.name, c.kind, passed, None, score, body.min_score, 1)
+    measure, fails_if = MEASURES["head_role/copying"]
+    return Result(
+        c.name, c.kind, passed, None, score, body.min_score, 1, _loosened(c), None,
+        measure, fails_if, 1, loosened=c.loosened,
+    )  # fmt: skip
+
+
+def _measure(c: Claim) -> tuple[str, str]:
+    """What the claim's value is and which way it fails (:data:`verify.results.MEASURES`)."""
+    if isinstance(c.body, RuleHolds) and c.body.argmax:
+        return MEASURES["rule_holds/argmax"]
+    return MEASURES[c.kind]
+
+
+def _loosened(c: Claim) -> tuple[str, ...]:
+    """A loosened bound is said with the claim, as a warning."""
+    return (f"{c.name}: bound loosened: {c.loosened}",) if c.loosened else ()
 
 
 def check_claim(
@@ -272,6 +265,7 @@ def check_claim(
     database: str | Path | None = None,
     where=None,
     sweep: int | None = None,
+    model_sha: str | None = None,
 ) -> Result:
     """Search for a counterexample to ``c`` (or estimate its fraction when statistical).
 
@@ -280,7 +274,9 @@ def check_claim(
     conditions hold (that is where the compiler claims its bound).
 
     After Hypothesis' phases, a sweep checks ``sweep`` more contexts drawn in bulk
-    (default ``SWEEP_PER_EXAMPLE * examples``; see :mod:`verify.sweep`).
+    (default ``SWEEP_PER_EXAMPLE * examples``; see :mod:`verify.sweep`). The replay
+    database (if any) is keyed by the model's digest (``model_sha``, computed when not
+    given), the spec, the claim, the seed and the budget (:mod:`verify.replay`).
     """
     if where is None:
         where = _region(model, spec) if c.exact_region else (lambda ctx: True)
@@ -289,6 +285,11 @@ def check_claim(
     if c.fraction is not None:
         return _statistical(model, spec, c, examples, seed_, where)
     probe = _probe(model, spec, c, where, seed_)
+    sweep_n = SWEEP_PER_EXAMPLE * examples if sweep is None else sweep
+    key = None
+    if database:
+        sha = model_sha or model_digest(model)
+        key = replay_key(sha, spec, c, seed=seed_, examples=examples, sweep=sweep_n, batch=batch)
     found = search(
         probe.strategy,
         probe.values,
@@ -299,48 +300,62 @@ def check_claim(
         seed_=seed_,
         database=database,
         sweep=probe.sweep,
-        sweep_n=SWEEP_PER_EXAMPLE * examples if sweep is None else sweep,
+        sweep_n=sweep_n,
+        key=key,
     )
     failed = found.failed
-    if not failed and found.evaluated == 0:
+    if not failed and found.distinct == 0:
         return _vacuous(c, probe.threshold)
-    warnings = () if failed else _trivial(c, probe, spec)  # a vacuous PASS is the risk
+    warnings = _loosened(c) + (() if failed else _trivial(c, probe, spec))
+    measure, fails_if = _measure(c)
+    base = Result(
+        c.name, c.kind, not failed, None, _shown(c, found.worst), _shown(c, probe.threshold),
+        found.distinct, warnings, None, measure, fails_if, found.evaluated,
+        coverage(spec, found.items), loosened=c.loosened,
+    )  # fmt: skip
     if not failed and isinstance(c.body, Ablation):
-        n = found.evaluated
-        return _breaks(model, spec, c, c.body, examples, seed_, n, warnings, probe.patch)
+        return _breaks(model, spec, c, c.body, examples, seed_, base, probe.patch)
     if not failed:
-        return Result(
-            c.name,
-            c.kind,
-            True,
-            None,
-            _shown(c, found.worst),
-            _shown(c, probe.threshold),
-            found.evaluated,
-            warnings,
-            distinct=found.distinct,
-        )
-    ctx, value = found.failing, found.value
+        return base
+    ctx = found.failing
     shown = ctx[0] if isinstance(ctx, tuple) else ctx
-    return Result(
-        c.name,
-        c.kind,
-        False,
-        spec.vocab.decode(shown),
-        _shown(c, value),
-        _shown(c, probe.threshold),
-        found.evaluated,
-        warnings,
-        found.found_after,
-        found.distinct,
+    out = replace(
+        base,
+        counterexample=spec.vocab.decode(shown),
+        value=_shown(c, found.value),
+        found_after=found.found_after,
     )
+    if isinstance(c.body, HeadRole):
+        effect = _effect(model, spec, c.body, list(shown), examples, seed_)
+        out = replace(out, effect=effect, warnings=(*out.warnings, f"{c.name}: {effect.line()}"))
+    return out
+
+
+def _effect(model, spec: Spec, body: HeadRole, ctx: list[int], examples: int, seed_: int):
+    """The behaviour at a head-role counterexample ``ctx``: the KL there of the rule
+    that fires, and the shortest context found (a ``rule_holds`` search of the head's
+    rule, or of the rule firing at ``ctx``) where the output breaks the model's bound."""
+    rule = body.rule or fired(spec, ctx)
+    bounds = model.meta.get("bounds") or {}
+    max_kl = max(float(bounds.get(rule, DEFAULT_KL)), 1e-9)
+    p, _ = batched.truth_at(spec, [ctx])
+    here = float(batched.kl(p, batched.model_logprobs(model, spec, [ctx]))[0])
+    claim = Claim(f"effect:{rule}", RuleHolds(rule=rule, max_kl=max_kl))
+    r = check_claim(model, spec, claim, examples=max(20, examples // 2), seed_=seed_)
+    if r.passed:
+        return Effect(rule, here, max_kl)
+    return Effect(rule, here, max_kl, r.counterexample, r.value)
 
 
 def _vacuous(c: Claim, threshold: float) -> Result:
     """No context satisfies the claim's conditions (e.g. its rule never fires): it holds
     vacuously, said in a warning; the value is NaN (nothing was measured)."""
     why = f"{c.name}: no context where the claim applies was found, so nothing was checked"
-    return Result(c.name, c.kind, True, None, math.nan, _shown(c, threshold), 0, (why,))
+    measure, fails_if = _measure(c)
+    return Result(
+        c.name, c.kind, True, None, math.nan, _shown(c, threshold), 0, (*_loosened(c), why),
+        None, measure, fails_if, 0, Coverage(0, (0, 0), (), ()), loosened=c.loosened,
+    )  # fmt: skip
 
 
 def _region(model: Transformer, spec: Spec):
@@ -352,30 +367,41 @@ def _region(model: Transformer, spec: Spec):
     return lambda ctx: all_hold(conds, an, list(ctx))
 
 
-def _breaks(
-    model, spec, c: Claim, body: Ablation, examples, seed_, n_seen, warnings, patch
-) -> Result:
+def _breaks(model, spec, c: Claim, body: Ablation, examples, seed_, base: Result, patch):
     """The ablation's other half: each broken rule's mean excess loss rises enough
-    under ``patch`` (the claim's zero or mean ablation)."""
+    under ``patch`` (the claim's zero or mean ablation). ``base`` is the passed search
+    of the spared rules; the result reports the smallest mean rise."""
     worst = (math.inf, None)
     rng = np.random.default_rng(seed_)
+    n_seen = 0
     for rule in body.breaks:
         rule_id = spec.rule_names().index(rule)
         built = contexts_for_rule(spec, rule_id, rng, max(8, examples // 4))
         ctxs = [list(x) for x in built]
         p, _ = batched.truth_at(spec, ctxs)
         before = batched.kl(p, batched.model_logprobs(model, spec, ctxs))
-        after = batched.kl(p, batched.model_logprobs(model, spec, ctxs, patch))
+        after = batched.kl(p, batched.model_logprobs(model, spec, ctxs, patch, per_row=False))
         rise = np.where(np.isfinite(after - before), after - before, np.nan)
-        n_seen += len(ctxs)
+        n_seen += len({tuple(x) for x in ctxs})
         if np.isnan(rise).any():  # a diverged model: no rise can be measured, it fails
             worst = (math.nan, ctxs[int(np.isnan(rise).argmax())])
             break
         if rise.mean() < worst[0]:
             worst = (float(rise.mean()), ctxs[int(rise.argmin())])
     passed = worst[0] >= body.min_increase  # False for NaN
-    example = None if passed else spec.vocab.decode(worst[1])
-    return Result(c.name, c.kind, passed, example, worst[0], body.min_increase, n_seen, warnings)
+    measure, fails_if = MEASURES["ablation/breaks"]
+    spared = f"{c.name}: spared rules: {base.comparison()}"
+    return replace(
+        base,
+        passed=passed,
+        counterexample=None if passed else spec.vocab.decode(worst[1]),
+        value=worst[0],
+        threshold=body.min_increase,
+        examples=base.examples + n_seen,
+        measure=measure,
+        fails_if=fails_if,
+        warnings=(*base.warnings, spared),
+    )
 
 
 def _shown(c: Claim, v: float) -> float:
@@ -386,8 +412,10 @@ def _shown(c: Claim, v: float) -> float:
 def _trivial(c: Claim, probe: _Probe, spec: Spec) -> tuple[str, ...]:
     """Warn when every generated context had the same answer although the rule's answer
     varies with the context (a rule with one fixed answer is constant by definition)."""
-    rule = next((r for r in spec.rules if r.name == getattr(c.body, "rule", None)), None)
-    fixed = rule is not None and hasattr(rule, "next")
+    name = getattr(c.body, "rule", None)
+    rule = next((r for r in spec.rules if r.name == name), None)
+    # a rule with one fixed answer is constant by definition; `start` has one context
+    fixed = name == "start" or (rule is not None and hasattr(rule, "next"))
     if isinstance(c.body, RuleHolds) and len(probe.answers) == 1 and not fixed:
         return (
             f"{c.name}: the expected answer was the same on every generated context, so a "
@@ -397,33 +425,37 @@ def _trivial(c: Claim, probe: _Probe, spec: Spec) -> tuple[str, ...]:
 
 
 def _statistical(model, spec, c: Claim, examples: int, seed_: int, where) -> Result:
-    """Holds on >= fraction p of sampled in-distribution contexts (95% Wilson lower bound)."""
+    """Holds on >= fraction p of sampled in-distribution contexts: the value is the
+    one-sided 95% Wilson lower bound of the fraction holding (``z = WILSON_Z``), which
+    must reach p; the warning gives the count."""
     probe = _probe(model, spec, c, where, seed_)
     rng = np.random.default_rng(seed_)
     ctxs = sampled_contexts(spec, getattr(c.body, "rule", None), rng, examples, spec.max_len, 64)
+    measure, fails_if = MEASURES["statistical"]
     if not ctxs or not isinstance(c.body, RuleHolds | ModelsAgree | Ablation | HeadRole):
-        return Result(c.name, c.kind, False, None, 0.0, c.fraction, 0, ("no contexts sampled",))
-    values = np.concatenate(
-        [np.asarray(probe.values(ctxs[i : i + 64])) for i in range(0, len(ctxs), 64)]
-    )
+        return Result(
+            c.name, c.kind, False, None, 0.0, c.fraction, 0,
+            (*_loosened(c), f"{c.name}: no contexts sampled"), None, measure, fails_if,
+            loosened=c.loosened,
+        )  # fmt: skip
+    values = np.asarray(probe.values(ctxs))
     ok = values <= probe.threshold
     k, n = int(ok.sum()), len(ok)
-    lower = _wilson_lower(k, n)
+    lower = wilson_lower(k, n)
     fails = [ctxs[i] for i in np.flatnonzero(~ok)]
     shortest = min(fails, key=len) if fails else None
+    said = f"{c.name}: {k}/{n} sampled contexts hold; one-sided 95% Wilson lower bound {lower:.3f}"
+    distinct = {tuple(x) for x in ctxs}
     return Result(
-        c.name,
-        c.kind,
-        lower >= c.fraction,
-        spec.vocab.decode(shortest) if shortest else None,
-        k / n,
-        c.fraction,
-        n,
-        (f"{c.name}: {k}/{n} hold, 95% lower bound {lower:.3f}",),
-    )
+        c.name, c.kind, lower >= c.fraction, spec.vocab.decode(shortest) if shortest else None,
+        lower, c.fraction, len(distinct), (*_loosened(c), said), None, measure, fails_if, n,
+        coverage(spec, distinct), loosened=c.loosened,
+    )  # fmt: skip
 
 
-def _wilson_lower(k: int, n: int, z: float = 1.96) -> float:
+def wilson_lower(k: int, n: int, z: float = WILSON_Z) -> float:
+    """The Wilson score lower bound of a binomial proportion ``k / n``: with the default
+    ``z`` (1.645), a one-sided 95% lower confidence bound."""
     p = k / n
     centre = p + z * z / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -448,7 +480,16 @@ def check_all(
     """
     check_model(model, spec, where="check")
     validate(claims, spec, model)
-    return [
-        check_claim(model, spec, c, examples=examples, seed_=seed_, database=database, sweep=sweep)
-        for c in claims
-    ]
+    sha = model_digest(model) if database else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batches of at most 64 short rows: threads only contend
+    try:
+        return [
+            check_claim(
+                model, spec, c, examples=examples, seed_=seed_, database=database, sweep=sweep,
+                model_sha=sha,
+            )
+            for c in claims
+        ]  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)

@@ -139,6 +139,7 @@ class Claim:
     fraction: float | None = None  # None: for all contexts; else statistical
     exact_region: bool = False  # only where a compiled tensor model's conditions hold
     where: str = ""  # "FILE: claims[i]" for a claim read from a file (errors name it)
+    loosened: str = ""  # why a bound is looser than the crafted one (said with the result)
 
     @property
     def kind(self) -> str:

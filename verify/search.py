@@ -7,12 +7,22 @@ scores the whole batch at once (one forward pass), and:
 * ``target()`` is fed the batch's worst value, so the search climbs towards failures;
 * runs are seeded (``@seed``), so a check is reproducible;
 * a ``DirectoryBasedExampleDatabase`` (when ``database`` is given) stores the failure
-  and replays it first next time, keyed by ``name``;
+  and replays it first next time, keyed by ``key`` (the caller makes it a digest of
+  everything the verdict depends on: model, spec, claim, seed, budget), so a replay can
+  only repeat the verdict that the same inputs give anyway;
 * phases are reuse (the database), generate, target, shrink: a failing batch shrinks
   (Hypothesis deletes items, shortens and simplifies them) to one minimal item;
 * then, when a :class:`verify.sweep.Sweep` is given and nothing failed, many more items
   drawn in bulk; a failure there is shrunk by :func:`verify.sweep.shrink` and stored
-  under its own key, replayed before Hypothesis runs.
+  under its own key, replayed before Hypothesis runs;
+* a failure Hypothesis found is shrunk further by the same :func:`verify.sweep.shrink`
+  (Hypothesis draws long runs of tokens as one seed, which it cannot shrink token by
+  token), so both phases report minimal items by one definition.
+
+Hypothesis keeps files of its own (a cache of source constants) under its home folder,
+``./.hypothesis`` by default: :func:`search` points it at ``database`` while it runs,
+or at a temporary folder it removes when there is no database, so a check never
+creates a folder in the working directory.
 
 Hypothesis proposes the same item again and again (shrinking and the target phase
 mutate one item of a batch and keep the rest): each distinct item is scored once and
@@ -35,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +54,7 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Unsatisfiable
 
@@ -62,6 +74,7 @@ class Outcome:
         value: the value at ``failing`` (None when nothing failed).
         found_after: items scored up to and including the first failing batch.
         distinct: distinct items among ``evaluated`` (the model ran on these only).
+        items: those distinct items (lists as tuples), for coverage figures.
     """
 
     evaluated: int
@@ -70,6 +83,7 @@ class Outcome:
     value: float | None = None
     found_after: int | None = None
     distinct: int = 0
+    items: tuple = ()
 
     @property
     def failed(self) -> bool:
@@ -128,6 +142,7 @@ def search(
     database: str | Path | None = None,
     sweep: Sweep | None = None,
     sweep_n: int = 0,
+    key: str | None = None,
 ) -> Outcome:
     """Search for an item with ``values([item])[0] > threshold``; shrink it to a minimal one.
 
@@ -137,7 +152,7 @@ def search(
             It must be a function of each item alone: an item is scored once, however
             often Hypothesis proposes it again.
         threshold: an item fails when its value exceeds this.
-        name: the ``target()`` label and the database key (one per claim or program).
+        name: the ``target()`` label, and the database key unless ``key`` is given.
         examples: about how many items to score before giving up (a drawn batch holds
             about four on average).
         batch: the most items in one batch.
@@ -148,7 +163,42 @@ def search(
             it finds is shrunk by :func:`verify.sweep.shrink` and stored in the replay
             database (under its own key), which is checked before anything else.
         sweep_n: how many items the sweep draws.
+        key: the replay database key (default ``name``).
     """
+    with _home(database):
+        return _search(
+            strategy,
+            values,
+            threshold,
+            name,
+            examples,
+            batch,
+            seed_,
+            database,
+            sweep,
+            sweep_n,
+            key or name,
+        )
+
+
+@contextlib.contextmanager
+def _home(database: str | Path | None):
+    """Hypothesis' home folder set to ``database`` (a temporary folder, removed after,
+    when None) for the duration, then set back."""
+    before = storage_directory(intent_to_write=False).path
+    with contextlib.ExitStack() as stack:
+        home = database or stack.enter_context(tempfile.TemporaryDirectory(prefix="craft-"))
+        set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(before)
+
+
+def _search(
+    strategy, values, threshold, name, examples, batch, seed_, database, sweep, sweep_n, key
+) -> Outcome:
+    """:func:`search`, with its arguments in order."""
     state: dict[str, Any] = {"n": 0, "worst": -math.inf, "fail": None, "found_after": None}
 
     memo: dict[Any, float] = {}  # an item's value; shrinking re-proposes the same items
@@ -190,7 +240,7 @@ def search(
 
     # The database key is a digest of the test function (the same source for every
     # search) plus this: one key per claim or program.
-    run._hypothesis_internal_add_digest = name.encode()
+    run._hypothesis_internal_add_digest = key.encode()
     batches = st.lists(strategy, min_size=1, max_size=batch)
     run = given(batches)(run)
     run = seed(seed_)(run)
@@ -198,21 +248,32 @@ def search(
     phases = [Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
     # a drawn batch holds ~4 items on average
     run = _settings(max(1, examples // 4), database, phases)(run)
-    stored = _Stored(database, name) if database and sweep else None
+    stored = _Stored(database, key) if database and sweep else None
     try:
         if stored is not None:
             stored.replay(scored, threshold, check)
-        with contextlib.suppress(Unsatisfiable):  # no item passes the filters: none scored
-            run()
+        try:
+            with contextlib.suppress(Unsatisfiable):  # no item passes the filters
+                run()
+        except _Exceeded:
+            if sweep is not None:  # a Hypothesis failure: shrink it token by token
+                item = state["fail"][0]
+                fails = lambda b: over(scored(b), threshold)  # noqa: E731
+                small, tried = shrink(item, fails, sweep.valid, sweep.alphabet)
+                state["n"] += tried
+                state["fail"] = (small, float(scored([small])[0]))
+            raise
         if sweep is not None and sweep_n > 0:
             _sweep(sweep, sweep_n, batch, seed_, scored, threshold, check, state, stored)
     except _Exceeded:
         item, value = state["fail"]
-        return Outcome(state["n"], state["worst"], item, value, state["found_after"], len(memo))
-    return Outcome(state["n"], state["worst"], distinct=len(memo))
+        return Outcome(
+            state["n"], state["worst"], item, value, state["found_after"], len(memo), tuple(memo)
+        )
+    return Outcome(state["n"], state["worst"], distinct=len(memo), items=tuple(memo))
 
 
-SWEEP_BATCH = 512  # items drawn at once in the sweep, then sorted by length
+SWEEP_BATCH = 512  # items drawn and scored at once in the sweep
 
 
 class _Stored:
@@ -244,10 +305,11 @@ def _item(x):
 def _sweep(
     sweep: Sweep, n: int, batch: int, seed_: int, scored, threshold, check, state, stored
 ) -> None:
-    """``check`` ``n`` items from ``sweep``, drawn ``SWEEP_BATCH`` at a time and checked
-    ``batch`` at a time (at most ``4 * n / SWEEP_BATCH`` draws, since a rare rule's draws
-    come back short); a failing batch's shortest failing item is shrunk, stored and
-    raised (as the minimal counterexample)."""
+    """``check`` ``n`` items from ``sweep``, drawn and checked ``SWEEP_BATCH`` at a time
+    (at most ``4 * n / SWEEP_BATCH`` draws, since a rare rule's draws come back short;
+    :mod:`verify.batched` runs the carriers of a draw, similar lengths together, in
+    chunks); a failing draw's shortest failing item is shrunk, stored and raised (as
+    the minimal counterexample)."""
     rng = np.random.default_rng(seed_)
     done = 0
     for _ in range(4 * math.ceil(n / SWEEP_BATCH)):  # a rare rule yields few per draw
@@ -257,15 +319,16 @@ def _sweep(
         if not items:
             return
         done += len(items)
-        items.sort(key=_length)  # similar lengths share a forward pass: little padding
-        try:
-            for i in range(0, len(items), batch):
-                check(items[i : i + batch])
+        try:  # all at once: prefixes of one sequence share its forward pass
+            check(items)
         except _Exceeded:
             fails = over(scored(items), threshold)
             bad = [x for x, f in zip(items, fails, strict=True) if f]
             small, tried = shrink(
-                min(bad, key=_length), lambda b: over(scored(b), threshold), sweep.valid
+                min(bad, key=_length),
+                lambda b: over(scored(b), threshold),
+                sweep.valid,
+                sweep.alphabet,
             )
             state["n"] += tried
             if stored is not None:

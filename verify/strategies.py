@@ -4,6 +4,14 @@ Every strategy draws token-id lists (contexts after BOS) through Hypothesis
 primitives, so failures shrink: to shorter contexts first, then towards token id 0,
 which means fewer distinct tokens.
 
+Contexts cover the whole length range up to ``max_len``: a random prefix before a
+rule's ending is as likely long as short, so the ending sits at late positions as well
+as early ones. A long run of random tokens is drawn as two choices (its length and a
+seed), not one choice per token: Hypothesis' engine stays fast at 128 tokens, and a
+failure it finds is shrunk further token by token by :func:`verify.sweep.shrink`.
+:func:`contexts` also draws the spec's boundary contexts (:mod:`specs.nearmiss`) at
+which the rule fires.
+
 Example:
     >>> from hypothesis import given
     >>> @given(contexts(spec, rule="noun-induction"))  # doctest: +SKIP
@@ -14,11 +22,16 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 from hypothesis import strategies as st
 
 from specs.errors import CraftError
 from specs.model import Bigram, Induction, SkipBigram, Spec, Trigram
+from specs.nearmiss import boundary_endings
 from specs.truth import next_dist
+
+SHORT = 8  # half of the drawn runs are at most this much longer than their minimum
+POOL_ROUNDS = 24  # rounds of boundary endings drawn for the pools of contexts()
 
 
 def _rule_id(spec: Spec, name: str) -> int:
@@ -41,10 +54,37 @@ def random_strings(spec: Spec, min_size: int = 0, max_size: int | None = None):
     return st.lists(st.integers(0, len(spec.vocab) - 1), min_size=min_size, max_size=top)
 
 
+@functools.cache
+def runs(n_tok: int, lo: int, hi: int) -> st.SearchStrategy[list[int]]:
+    """Random token runs of ``lo..hi`` tokens, drawn as (length, seed): half at most
+    ``SHORT`` longer than ``lo``, half over the whole range."""
+    short = st.integers(lo, min(hi, lo + SHORT))
+    lengths = st.one_of(short, st.integers(lo, hi)) if hi > lo + SHORT else short
+
+    def tokens(drawn: tuple[int, int]) -> list[int]:
+        n, seed_ = drawn
+        return np.random.default_rng(seed_).integers(0, n_tok, size=n).tolist()
+
+    return st.tuples(lengths, st.integers(0, 2**32 - 1)).map(tokens)
+
+
+def long_strings(spec: Spec, min_size: int = 0) -> st.SearchStrategy[list[int]]:
+    """Random contexts of ``min_size`` to ``max_len`` tokens, long as often as short."""
+    return runs(len(spec.vocab), min(min_size, spec.max_len), spec.max_len)
+
+
 def repeated(spec: Spec, max_half: int | None = None):
-    """Repeated random sequences ``s + s`` (the classic induction probe)."""
+    """Repeated random sequences ``s + s`` (the classic induction probe) after a random
+    prefix, so the first copy sits anywhere, late positions included."""
     half = spec.max_len // 2 if max_half is None else min(max_half, spec.max_len // 2)
-    return random_strings(spec, 1, half).map(lambda s: s + s)
+
+    @st.composite
+    def drawn(draw):
+        """A half, then a prefix in the room it leaves."""
+        s = draw(random_strings(spec, 1, half))
+        return draw(runs(len(spec.vocab), 0, spec.max_len - 2 * len(s))) + s + s
+
+    return drawn()
 
 
 def _among(ids) -> st.SearchStrategy[int]:
@@ -58,8 +98,9 @@ def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[
     a fifth of the drawing time); the draws are the same, in the same order.
     """
     rule = spec.rules[rule_id]
-    any_token = st.integers(0, len(spec.vocab) - 1)
-    prefixes = functools.cache(lambda room: st.lists(any_token, max_size=room))
+    n_tok = len(spec.vocab)
+    any_token = st.integers(0, n_tok - 1)
+    prefixes = functools.cache(lambda room: runs(n_tok, 0, room))
     if isinstance(rule, Bigram):
         keys = _among(rule.keys)
         tail_of = lambda draw: [draw(keys)]  # noqa: E731
@@ -76,7 +117,7 @@ def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[
             gap = draw(gaps)
             return [draw(anchors), *gap, draw(cues)]
     elif isinstance(rule, Induction):
-        nouns, gaps = _among(rule.on), st.lists(any_token, min_size=1, max_size=8)
+        nouns, gaps = _among(rule.on), runs(n_tok, 0, max(0, spec.max_len - 2))
 
         def tail_of(draw):
             """x, gap, x."""
@@ -95,18 +136,55 @@ def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[
     return built()
 
 
+@functools.cache
+def boundary_pools(spec: Spec) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Per rule, the boundary endings (:func:`specs.nearmiss.boundary_endings`, drawn
+    with a fixed seed) at which that rule fires, shortest first."""
+    rng = np.random.default_rng(0)
+    pools: dict[str, set[tuple[int, ...]]] = {name: set() for name in spec.rule_names()}
+    for _ in range(POOL_ROUNDS):
+        for e in boundary_endings(spec, rng):
+            pools[fired(spec, e)].add(tuple(e))
+    return {name: tuple(sorted(p, key=lambda e: (len(e), e))) for name, p in pools.items()}
+
+
+def _near(spec: Spec, rule: str, max_prefix: int) -> st.SearchStrategy[list[int]] | None:
+    """A boundary ending at which ``rule`` fires, after a random prefix (None: no pool)."""
+    pool = boundary_pools(spec)[rule]
+    if not pool:
+        return None
+    prefixes = functools.cache(lambda room: runs(len(spec.vocab), 0, room))
+
+    @st.composite
+    def near(draw):
+        """A pooled ending after a prefix."""
+        e = list(draw(st.sampled_from(pool)))
+        return draw(prefixes(max(0, min(max_prefix, spec.max_len - len(e))))) + e
+
+    return near()
+
+
 def contexts(
-    spec: Spec, rule: str | None = None, not_rule: str | None = None, max_prefix: int = 24
+    spec: Spec, rule: str | None = None, not_rule: str | None = None, max_prefix: int | None = None
 ):
-    """Contexts where ``rule`` fires (built to make it hold) and/or ``not_rule`` does not.
+    """Contexts where ``rule`` fires (built to make it hold, or at a boundary of some
+    rule's condition where it is ``rule`` that fires) and/or ``not_rule`` does not.
+    Prefixes run up to ``max_prefix`` tokens (default: ``max_len``).
 
     Raises:
         CraftError: an unknown rule name.
     """
+    room = spec.max_len if max_prefix is None else max_prefix
     if rule is None or rule == "start":
-        base = st.just([]) if rule == "start" else random_strings(spec, max_size=max_prefix + 4)
+        base = (
+            st.just([])
+            if rule == "start"
+            else runs(len(spec.vocab), 0, min(room + 4, spec.max_len))
+        )
     else:
-        base = _built(spec, _rule_id(spec, rule), max_prefix)
+        base = _built(spec, _rule_id(spec, rule), room)
+        near = _near(spec, rule, room)
+        base = base if near is None else st.one_of(base, near)
         base = base.filter(lambda c: fired(spec, c) == rule)
     if not_rule is not None:
         _rule_id(spec, not_rule)

@@ -79,33 +79,39 @@ def test_pair_and_repeat_sweeps_hold_their_conditions():
     assert pairs and all(swaps.valid(p) for p in pairs)
     assert all(a != b and fired(spec, b) == "noun-induction" for a, b in pairs)
     rep = repeated_sweep(spec, None)
-    assert all(c[: len(c) // 2] == c[len(c) // 2 :] for c in rep.draw(rng, 64))
+    drawn = rep.draw(rng, 64)
+    assert drawn and all(c[-1] in c[:-1] for c in drawn)  # the current token occurred before
+    assert max(len(c) for c in drawn) > spec.max_len // 2  # copies at late positions too
     assert not window.valid(([1, 2], [1, 2]))
 
 
-def test_the_sweep_finds_a_long_context_defect_and_replays_it(tmp_path):
+def test_a_long_context_defect_is_found_minimal_and_replayed(tmp_path):
     """Positions from 36 on lose their positional embedding, so the previous-token head
-    breaks there. Hypothesis' contexts are shorter than that; the sweep's sampled ones
-    reach 48 tokens. Its minimal counterexample has exactly 36 tokens."""
+    breaks there. Contexts now run to max_len (128) in both phases: Hypothesis alone
+    finds it, and so does the sweep; the minimal counterexample has exactly 36 tokens.
+    The replay store is keyed by the model's digest: the same inputs replay it first, a
+    fixed model with the same store does not inherit the failure."""
     spec = toy()
     model = compile_spec(spec, "standard").model
     with torch.no_grad():
         model.pos_embed.W_pos[36:] = 0
     claim = Claim("holds:the-alice", RuleHolds(rule="the-alice", max_kl=1e-3))
-    assert check_claim(model, spec, claim, examples=100, sweep=0).passed
+    alone = check_claim(model, spec, claim, examples=100, sweep=0)
+    assert not alone.passed and len(alone.counterexample) == 36
     db = tmp_path / "db"
     r = check_claim(model, spec, claim, examples=100, database=db)
-    assert not r.passed and len(r.counterexample) == 36 and r.found_after > 100
+    assert not r.passed and len(r.counterexample) == 36 and r.found_after > 1
     assert r.counterexample[-2:] == ["the", "alice"]
     again = check_claim(model, spec, claim, examples=100, database=db)
     assert again.found_after == 1 and again.counterexample == r.counterexample
     fixed = compile_spec(spec, "standard").model
-    assert check_claim(fixed, spec, claim, examples=20, database=db).passed
-    assert check_claim(model, spec, claim, examples=20, sweep=0, database=db).passed  # forgotten
+    assert check_claim(fixed, spec, claim, examples=100, database=db).passed
 
 
 def test_craft_check_sweep_flag(tmp_path, capsys):
-    """`--sweep 0` leaves the long-context defect unseen; the default sweep reports it."""
+    """`--sweep 0` runs Hypothesis alone (which now reaches the long-context defect too);
+    the default sweep adds distinct contexts to a passing claim; both report the same
+    minimal counterexample on the broken model."""
     spec = toy()
     model = compile_spec(spec, "standard").model
     with torch.no_grad():
@@ -119,8 +125,16 @@ def test_craft_check_sweep_flag(tmp_path, capsys):
     )
     argv = ["check", str(path), "--spec", specs.library_path("toy_language").as_posix()]
     argv += ["--claims", str(claims), "--examples", "100", "--no-replay", "--json"]
-    assert main([*argv, "--sweep", "0"]) == 0
-    capsys.readouterr()
+    assert main([*argv, "--sweep", "0"]) == 1
+    alone = json.loads(capsys.readouterr().out)["claims"][0]
     assert main(argv) == 1
     found = json.loads(capsys.readouterr().out)["claims"][0]
-    assert len(found["counterexample"]) == 36 and found["examples"] > 100
+    assert len(found["counterexample"]) == 36 == len(alone["counterexample"])
+    fixed = tmp_path / "fixed.safetensors"
+    save_model(compile_spec(spec, "standard").model, fixed)
+    argv[1] = str(fixed)
+    counts = []
+    for extra in (["--sweep", "0"], []):
+        assert main([*argv, *extra]) == 0
+        counts.append(json.loads(capsys.readouterr().out)["claims"][0]["examples"])
+    assert counts[1] > counts[0] + 100
