@@ -30,6 +30,13 @@ from craft.tlens import hooked_state_dict, refuse_tensor
 from specs.load import load_spec
 
 FORMAT = "craft-export/1"
+DESCRIPTION = (
+    "Write DIR/config.json (TransformerBridgeConfig keyword arguments), DIR/model.safetensors "
+    "(HookedTransformer-format weights) and, when the vocabulary is known (--spec, or a Tracr "
+    "model's own), DIR/tokenizer.json and DIR/tokenizer_config.json. Then check the written "
+    "weights with an independent HookedTransformer-format forward pass against craft's. The "
+    "tensor family has no TransformerLens counterpart."
+)
 EXIT_FAILED = 2
 TOLERANCE = 1e-9  # largest |logit difference| / largest |logit|, both in float64
 
@@ -39,8 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
         help="write a standard-family model in TransformerLens 4's format",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=DESCRIPTION,
     )
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
     p.add_argument(
@@ -52,7 +58,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="spec whose vocabulary names the tokens (writes the tokenizer; Tracr models "
         "carry their own)",
     )
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="random tokens of the check")
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random tokens of the check (default 0)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
     return p

@@ -40,6 +40,14 @@ from craft.models import save_model
 from craft.tlens import bridge_reference, from_bridge, is_bridge_format, read_config
 from specs.errors import CraftError
 
+DESCRIPTION = (
+    "Convert a trained model's state dict into the standard family (tlens: HookedTransformer "
+    "keys such as blocks.0.attn.W_Q, TransformerLens 4 bridge keys such as "
+    "blocks.0.attn.q.weight, with or without ReLU MLPs, or a folder written by craft export) "
+    "or the tensor family (bilinear-toy), compare its logits with an independent reference "
+    "forward pass of the source layout on random tokens, and write it only when they agree "
+    "to 1e-4 of the largest logit."
+)
 EXIT_FAILED = 2
 TOLERANCE = 1e-4  # largest |logit difference| / largest |logit|
 
@@ -49,8 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "import",
         help="convert a TransformerLens or bilinear toy model and check its logits",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=DESCRIPTION,
     )
     p.add_argument(
         "file",
@@ -74,10 +81,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--n-ctx", type=positive_int, help="positions (default: W_pos rows / config.json, or 512)"
     )
     p.add_argument(
-        "--bidirectional", action="store_true", help="tlens: attention_dir was bidirectional"
+        "--bidirectional",
+        action="store_true",
+        help="tlens: attention_dir was bidirectional (default: causal, or the export's config)",
     )
     p.add_argument("--no-rotary", action="store_true", help="bilinear-toy: no rotary positions")
-    p.add_argument("--seed", type=int, default=0, help="random tokens for the logit check")
+    p.add_argument(
+        "--seed", type=int, default=0, help="random tokens for the logit check (default 0)"
+    )
     p.add_argument("-o", "--output", required=True, help="write the model here (.safetensors)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p

@@ -77,46 +77,63 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=_positive,
         help="sequences to sample (default 500; 200 per checkpoint over a run folder)",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="sampling seed")
+    p.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     p.set_defaults(run=run)
     return p
 
 
-def summary(d: Diff) -> str:
-    """Plain-text summary tables (components, then behaviour per rule)."""
-    rows = [
-        (
-            "component",
-            "match",
-            "similarity",
-            "zero-ablation crafted -> trained",
-            "patching carried",
-            "verdict",
-        )
-    ]
+WIDTH = 100  # the summary fits a 100-column terminal
+
+
+def _rich_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]], first: bool):
+    """A rich table; the first column never wraps (component and rule names stay whole)."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for k, name in enumerate(header):
+        wide = name.startswith("zero-ablation")  # the one long text cell: left, takes the room
+        t.add_column(name, no_wrap=first and k == 0, ratio=1 if wide else None,
+                     justify="left" if k == 0 or wide else "right")  # fmt: skip
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def summary(d: Diff, width: int = WIDTH) -> str:
+    """The summary tables (components, then behaviour per rule) as rich tables that fit
+    ``width`` columns (long cells wrap inside their column)."""
+    import io
+
+    from rich.console import Console
+
+    rows, effects = [], []
     for c in d.components:
         heads = ", ".join(f"L{la}H{h}" for la, h in c.match.heads) or "-"
         sim = f"{c.match.similarity:.3f}"
-        rows.append((c.match.component.name, heads, sim, effect(c), carried(c), c.verdict))
-    lines = _table(rows)
+        rows.append((c.match.component.name, heads, sim, carried(c), c.verdict))
+        effects.append((c.match.component.name, effect(c)))
+    header = ("component", "match", "similarity", "patching carried", "verdict")
+    components = _rich_table("components", header, rows, True)
+    header = ("component", "zero-ablation, the rules it hurts most: crafted -> trained")
+    ablations = _rich_table("ablation (excess loss rise, nats)", header, effects, True)
     direct = "n/a (crafted is constant)" if d.direct is None else f"{d.direct:.3f}"
-    lines += ["", f"direct path similarity: {direct}", ""]
-    rows = [("rule", "excess crafted", "excess trained", "acc crafted", "acc trained", "KL c||t")]
-    evals = [({**d.crafted.rules, "overall": d.crafted.overall}), d.trained.rules]
-    for rule, a in evals[0].items():
-        b = evals[1].get(rule, d.trained.overall)
-        rows.append(
-            (
-                rule,
-                f"{a.kl:.4f}",
-                f"{b.kl:.4f}",
-                f"{a.accuracy:.3f}",
-                f"{b.accuracy:.3f}",
-                f"{d.agreement.get(rule, float('nan')):.4f}",
-            )
-        )
-    return "\n".join(lines + _table(rows))
+    rows = []
+    for rule, a in {**d.crafted.rules, "overall": d.crafted.overall}.items():
+        b = d.trained.rules.get(rule, d.trained.overall)
+        agree = d.agreement.get(rule, float("nan"))
+        rows.append((rule, f"{a.kl:.4f}", f"{b.kl:.4f}", f"{a.accuracy:.3f}",
+                     f"{b.accuracy:.3f}", f"{agree:.4f}"))  # fmt: skip
+    header = ("rule", "excess crafted", "excess trained", "acc crafted", "acc trained",
+              "KL c||t")  # fmt: skip
+    out = io.StringIO()
+    console = Console(file=out, width=width, markup=False, highlight=False, color_system=None)
+    console.print(components)
+    console.print(ablations)
+    console.print(f"direct path similarity: {direct}")
+    console.print(_rich_table("behaviour per rule", header, rows, True))
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

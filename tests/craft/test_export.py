@@ -207,3 +207,35 @@ def test_export_json_and_refusals(files, tmp_path, capsys) -> None:
     assert main([*argv, "-o", str(tmp_path / "f"), "--spec", str(other)]) == 2
     assert "the model embeds 51" in capsys.readouterr().err
     assert np.isfinite(obj["check"]["max_abs_diff"])
+
+
+def _readme_block(marker: str) -> str:
+    """The README's python block that contains ``marker``."""
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_readme_snippet_loads_the_export(files, exported) -> None:
+    """The documented TransformerLens snippet, as printed, on a real export."""
+    code = _readme_block("boot_native").replace('"DIR', f'"{exported["crafted"]}')
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # the documentation under test
+    tokens = tokens_for(load_model(files["crafted"]))
+    with torch.no_grad():
+        diff = (scope["model"](tokens) - load_model(files["crafted"])(tokens)).abs().max()
+    assert float(diff) < 1e-4 and len(code.strip().splitlines()) == 6
+
+
+def test_readme_nnsight_snippet_runs(files, tmp_path) -> None:
+    """nnsight reads a trace's source from its file, so the snippet runs from one."""
+    import runpy
+
+    model = load_model(files["crafted"]).double()
+    clean, corrupt = torch.tensor([[50, 40, 0, 16]]), torch.tensor([[50, 40, 1, 16]])
+    script = tmp_path / "snippet.py"
+    script.write_text(_readme_block("nnsight_model"), encoding="utf-8")
+    scope = {"model": model, "clean": clean, "corrupt": corrupt}
+    out = runpy.run_path(str(script), init_globals=scope)
+    assert out["patched"].shape == (1, 4, 50)

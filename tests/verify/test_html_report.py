@@ -94,3 +94,15 @@ def test_report_files_and_refusals(reports, tmp_path, capsys) -> None:
     argv = ["eval", str(crafted), "--spec", str(spec_path), "-n", "5", "--html", str(crafted)]
     assert main(argv) == 2
     assert "destroy the input" in capsys.readouterr().err
+
+
+def test_diff_summary_is_a_table_that_fits_100_columns() -> None:
+    from verify.diff import diff
+    from verify.diff_cli import summary
+
+    spec = load_spec(library_path("induction"))
+    model = compile_spec(spec, "standard").model
+    text = summary(diff(model, model, spec, n_seqs=20))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "induction:induction" in text and "behaviour per rule" in text
+    assert "──" in text  # rich's rule under the header
