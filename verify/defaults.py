@@ -29,8 +29,8 @@ DEFAULT_KL = 1e-3
 def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
     """Claims read from a crafted model's metadata (its bounds and components).
 
-    One ``holds:<rule>`` per rule, then per attention component the claims of its kind
-    (:func:`_head_claims`).
+    One ``holds:<rule>`` per rule, ``start`` (the empty context) included, then per
+    attention component the claims of its kind (:func:`_head_claims`).
     """
     bounds = crafted.meta.get("bounds") or {}
     claims = [
@@ -40,7 +40,6 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
             exact_region=True,
         )
         for name in spec.rule_names()
-        if name != "start"
     ]
     kinds = {r.name: type(r).__name__ for r in spec.rules}
     for rec in sorted(_heads(crafted), key=lambda r: (r.layer, r.head)):
@@ -96,10 +95,15 @@ def for_trained(
     sampled contexts, 95% lower bound) instead of for all contexts."""
     out = []
     for c in claims:
-        body = c.body
-        if isinstance(body, RuleHolds):
-            body = body.model_copy(update={"max_kl": max(body.max_kl, tolerance)})
-        out.append(replace(c, body=body, fraction=fraction, exact_region=False))
+        body, why = c.body, [c.loosened] if c.loosened else []
+        if isinstance(body, RuleHolds) and tolerance > body.max_kl:
+            why.append(f"max_kl {body.max_kl:.3g} -> {tolerance:.3g} (--tolerance)")
+            body = body.model_copy(update={"max_kl": tolerance})
+        if fraction is not None:
+            why.append(f"for all contexts -> on >= {fraction:g} of sampled ones (--fraction)")
+        out.append(
+            replace(c, body=body, fraction=fraction, exact_region=False, loosened="; ".join(why))
+        )
     return tuple(out)
 
 
@@ -111,6 +115,7 @@ def retarget(
     *,
     seed: int = 0,
     n_seqs: int = 64,
+    keep_thresholds: bool = False,
 ) -> tuple[Claim, ...]:
     """Move each head claim about a crafted component to its trained match.
 
@@ -119,8 +124,11 @@ def retarget(
     role claim, the best head for that claim's rule), the claim's name
     gains ``@L<l>H<h>``, and a role claim's ``min_score`` drops to at most the score the
     matching itself asks of a head (``MIN_SCORE``, 0.3): a trained head is never as
-    sharp as a crafted one. A component with no match keeps the crafted head index and
-    gains ``@unmatched`` in its name, so its claims fail where the function is absent.
+    sharp as a crafted one. The drop is never silent: the claim's ``loosened`` says
+    from what to what and why, and ``check`` prints it with the result;
+    ``keep_thresholds`` keeps the crafted scores instead. A component with no match
+    keeps the crafted head index and gains ``@unmatched`` in its name, so its claims
+    fail where the function is absent.
     Claims about heads that are not crafted components, and rule claims, are unchanged.
     """
     runners = [as_runner(m) for m in (crafted, trained)]
@@ -140,9 +148,16 @@ def retarget(
             per_rule = skip_bigram_scores(runners[1], spec, [body.rule], seed=seed)
         head, tag = _best(m, per_rule)
         update: dict[str, object] = {"head": head}
-        if isinstance(body, HeadRole):
-            update["min_score"] = min(body.min_score, MIN_SCORE)
-        out.append(replace(c, name=f"{c.name}@{tag}", body=body.model_copy(update=update)))
+        why = c.loosened
+        if isinstance(body, HeadRole) and not keep_thresholds and body.min_score > MIN_SCORE:
+            update["min_score"] = MIN_SCORE
+            why = (
+                f"min_score {body.min_score:g} -> {MIN_SCORE:g}: the score the matching asks "
+                "of a trained head (--like; a trained head is never as sharp as a crafted "
+                "one); keep_thresholds keeps the crafted score"
+            )
+        body = body.model_copy(update=update)
+        out.append(replace(c, name=f"{c.name}@{tag}", body=body, loosened=why))
     return tuple(out)
 
 

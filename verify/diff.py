@@ -21,7 +21,10 @@ the same sampled tokens:
    (effects of 0.01 nats and more) in float32, twice as fast;
 5. a verdict per component: ``found`` (matched, and ablating the match hurts every rule
    that ablating the crafted head hurts), ``partly`` (matched, but the trained model does
-   not rely on it for all of those rules), ``missing`` (no match).
+   not rely on it for all of those rules), ``diffuse`` (the match set holds two or more
+   heads and more than ``DIFFUSE`` of the trained model's heads: ablating or patching
+   most of a model breaks most rules, so neither says where the function lives),
+   ``missing`` (no match).
 
 A rule is *hurt* by the crafted ablation when its excess loss rises by at least
 ``HURT`` nats. The trained model *relies* on the match for it when zero-ablating the
@@ -59,6 +62,7 @@ CARRY = 0.5  # ...the match costs it this much, or patching shows the match carr
 BATCH = 100  # sequences per forward pass, at most...
 CELLS = 8_000_000  # ...and at most this many logits (64 MB in float64) per pass
 PATCH_RULES = 4  # rules patched for a component that names none (the most hurt ones)
+DIFFUSE = 0.5  # a match set holding more than this share of all heads is no localisation
 
 
 @dataclass(frozen=True)
@@ -282,10 +286,15 @@ def _verdict(
     crafted: Ablation,
     trained: Ablation | None,
     patched: dict[str, tuple[RulePatch, RulePatch | None]],
+    n_heads: int,
 ) -> tuple[tuple, tuple, str]:
+    """(rules the crafted ablation hurts, those the trained model relies on the match
+    for, the verdict); ``n_heads``: all heads of the trained model."""
     hurt = tuple(r for r, d in crafted.zero.items() if r != "overall" and d >= HURT)
     if trained is None:
         return hurt, (), "missing"
+    if len(trained.heads) >= 2 and len(trained.heads) > DIFFUSE * n_heads:
+        return hurt, (), "diffuse"
 
     def relies(rule: str) -> bool:
         theirs = patched.get(rule, (None, None))[1]
@@ -397,7 +406,8 @@ def diff(
         abl_c = ablation(fc, spec, tokens, ((comp.layer, comp.head),), base_c)
         abl_t = ablation(ft, spec, tokens, m.heads, base_t) if m.found else None
         patched = _patching(fc, ft, spec, comp, m, abl_c, cache, seed)
-        hurt, relied, verdict = _verdict(abl_c, abl_t, patched)
+        n_heads = trained.cfg.n_layers * trained.cfg.n_heads
+        hurt, relied, verdict = _verdict(abl_c, abl_t, patched, n_heads)
         results.append(ComponentDiff(m, abl_c, abl_t, hurt, relied, verdict, patched))
     others = tuple(r.name for r in component_records(crafted) if r.sublayer == "mlp")
     trained_comp = all_compositions(rt)

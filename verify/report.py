@@ -225,7 +225,9 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
         "every rule that zero-ablating the crafted head hurts (by 0.01 nats or more), "
         "zero-ablating the match costs the trained model at least 0.1 nats or patching shows "
         "the match carries at least half of the rule's output; partly = matched, but some of "
-        "those rules do not rely on it; missing = no match (see verify/diff.py).",
+        "those rules do not rely on it; diffuse = the match set holds more than half of the "
+        "trained model's heads, which localises nothing (its ablation and patching figures "
+        "say nothing about the component); missing = no match (see verify/diff.py).",
         "",
     ]
     return "\n".join(lines)

@@ -188,3 +188,17 @@ def test_patching_missing_component_has_no_trained_side():
     ind = next(c for c in d.components if c.match.component.kind == ComponentKind.INDUCTION)
     assert ind.patching["induction"][1] is None
     assert ind.patching["induction"][0].carried > 0.99
+
+
+def test_a_match_set_of_most_heads_is_diffuse_not_found():
+    """A match that covers most heads localises nothing: even when ablating it hurts
+    every rule the crafted head serves, the verdict is "diffuse"; the same figures for a
+    two-head match of eight are "found"."""
+    from verify.diff import Ablation, _verdict
+
+    crafted_abl = Ablation(((1, 0),), {"r": 5.0}, {"r": 5.0})
+    most = Ablation(tuple((la, h) for la in range(2) for h in range(3)), {"r": 9.0}, {"r": 9.0})
+    two = Ablation(((1, 0), (1, 1)), {"r": 9.0}, {"r": 9.0})
+    assert _verdict(crafted_abl, most, {}, n_heads=8)[2] == "diffuse"
+    assert _verdict(crafted_abl, two, {}, n_heads=8)[2] == "found"
+    assert _verdict(crafted_abl, None, {}, n_heads=8)[2] == "missing"
