@@ -9,10 +9,12 @@ shadowing (properties of the rule list as a whole) are in :mod:`specs.analysis`.
 from __future__ import annotations
 
 import difflib
+import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from specs.errors import CraftError
+from specs.errors import CraftError, CraftWarning
 from specs.model import (
     BOS,
     MAX_LEN_LIMIT,
@@ -30,6 +32,8 @@ from specs.yamlpath import ROOT, YamlPath, where
 
 STAR = "*"  # the bigram key (and selector) meaning "every token"
 RESERVED = (BOS, STAR)
+OVERALL = "overall"  # the all-rules figure beside the per-rule ones in logs and reports
+RESERVED_RULES = (START_RULE, OVERALL)
 
 
 def fmt_fraction(value: Fraction) -> str:
@@ -61,6 +65,39 @@ def _check_name(name: str, what: str, path: YamlPath, source: str) -> None:
             where=where(source, path),
             fix="use a non-empty name without spaces (e.g. with underscores)",
         )
+    hidden = invisible(name)
+    if hidden:
+        raise CraftError(
+            f"{what} name {name!r} contains the invisible character {hidden}",
+            where=where(source, path),
+            fix="retype the name (a look-alike of another name would pass unnoticed)",
+        )
+
+
+def invisible(name: str) -> str | None:
+    """The first character of ``name`` that prints as nothing or reorders text (Unicode
+    categories Cc, Cf, Cs, Co, Cn: controls, zero-width spaces and joiners, bidirectional
+    overrides, unassigned), as ``U+200B ZERO WIDTH SPACE``; None when there is none."""
+    for ch in name:
+        if unicodedata.category(ch).startswith("C"):
+            return f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}"
+    return None
+
+
+def _look_alikes(tokens: list[str], source: str) -> None:
+    """Warn about distinct names that are one name after Unicode NFKC normalisation
+    (``ﬁle`` and ``file``, a full-width ``ａ`` and ``a``): they print alike."""
+    seen: dict[str, str] = {}
+    for tok in tokens:
+        key = unicodedata.normalize("NFKC", tok)
+        if key in seen:
+            warnings.warn(
+                f"{source}: tokens {seen[key]!r} and {tok!r} print alike (the same after "
+                "Unicode NFKC normalisation); rename one unless that is meant",
+                CraftWarning,
+                stacklevel=2,
+            )
+        seen.setdefault(key, tok)
 
 
 def resolve_vocab(raw: dict[str, list[str]], source: str) -> Vocab:
@@ -96,6 +133,7 @@ def resolve_vocab(raw: dict[str, list[str]], source: str) -> Vocab:
                 where=where(source, path / cat),
                 fix="rename the category or the token (names must be unique)",
             )
+    _look_alikes([tok for tokens in raw.values() for tok in tokens], source)
     return Vocab(tuple((cat, tuple(tokens)) for cat, tokens in raw.items()))
 
 
@@ -221,11 +259,14 @@ def _rule_name(raw: RuleFile, kind: str, index: int, names: NameResolver) -> str
     path = ROOT / "rules" / index / "name"
     if raw.name is None:
         return f"{kind}-{index}"
-    if raw.name == START_RULE or not raw.name or any(ch.isspace() for ch in raw.name):
+    bad = raw.name in RESERVED_RULES or not raw.name or any(ch.isspace() for ch in raw.name)
+    if bad or invisible(raw.name):
         raise CraftError(
-            f"rule name {raw.name!r} is reserved, empty or contains whitespace",
+            f"rule name {raw.name!r} is reserved, empty, or contains whitespace or an "
+            "invisible character",
             where=where(names.source, path),
-            fix=f"choose another name ({START_RULE!r} names the start distribution)",
+            fix=f"choose another name ({START_RULE!r} names the start distribution, "
+            f"{OVERALL!r} the figure over all rules in reports and logs)",
         )
     return raw.name
 

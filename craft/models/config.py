@@ -48,18 +48,23 @@ class ModelConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
+        fix = "a model config comes from craft compile, train or import: re-create the model"
         if self.family not in ("standard", "tensor"):
             raise CraftError(
-                f"unknown model family {self.family!r}", fix="use 'standard' or 'tensor'"
+                f"unknown model family {self.family!r} in the model config",
+                fix="use 'standard' or 'tensor'",
             )
         for name in ("n_layers", "d_mlp"):
             if getattr(self, name) < 0:
-                raise CraftError(f"config.{name} must be >= 0, got {getattr(self, name)}")
+                raise CraftError(f"config.{name} must be >= 0, got {getattr(self, name)}", fix=fix)
         for name in ("n_heads", "d_model", "d_head", "n_vocab", "n_out", "n_ctx"):
             if getattr(self, name) < 1:
-                raise CraftError(f"config.{name} must be >= 1, got {getattr(self, name)}")
+                raise CraftError(f"config.{name} must be >= 1, got {getattr(self, name)}", fix=fix)
         if self.positions not in ("learned", "rotary", "none"):
-            raise CraftError(f"unknown positions {self.positions!r}")
+            raise CraftError(
+                f"unknown positions {self.positions!r} in the model config",
+                fix="use 'learned', 'rotary' or 'none'",
+            )
         if self.positions == "rotary" and (self.family != "tensor" or self.d_head % 2):
             raise CraftError(
                 "rotary positions need the tensor family and an even d_head",

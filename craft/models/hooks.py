@@ -30,7 +30,11 @@ def hooks(model: nn.Module, fns: dict[str, Callable]) -> Iterator[None]:
             if name not in modules:
                 from specs.errors import CraftError
 
-                raise CraftError(f"model has no hook point {name!r}")
+                points = [n for n in modules if n.split(".")[-1].startswith("hook_")]
+                raise CraftError(
+                    f"model has no hook point {name!r}",
+                    fix=f"use one of its {len(points)} hook points, e.g. {points[:3]}",
+                )
             handles.append(modules[name].register_forward_hook(fn))
         yield
     finally:

@@ -176,7 +176,7 @@ def check_arguments(vocab: Iterable[Any], max_len: int, bos: str, pad: str) -> s
     if not vocab:
         raise CraftError("empty vocabulary", fix="pass the tokens the program reads")
     if max_len < 1:
-        raise CraftError(f"max_len must be >= 1, got {max_len}")
+        raise CraftError(f"max_len must be >= 1, got {max_len}", fix="pass --max-len 1 or more")
     return vocab
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import specs
 from craft.models import io as model_io
 from craft.train import loop
+from specs.errors import CraftError
 from tests.refusals import error_line, run, snapshot
 
 BIGRAM = str(specs.library_path("bigram"))
@@ -108,3 +109,20 @@ def test_output_under_a_file_is_one_line(tmp_path, capsys) -> None:
     code, _, err = run(capsys, "compile", BIGRAM, "-o", target)
     error_line(code, err, str(target), "cannot write the model file")
     assert snapshot(tmp_path) == before
+
+
+def test_a_failed_train_says_so_in_its_log(tmp_path, capsys, monkeypatch) -> None:
+    step = loop._step
+
+    def diverges_at_three(model, opt, tokens, cfg, i, tensor):
+        if i == 3:
+            raise CraftError("the loss became nan at step 3", fix="lower --lr")
+        return step(model, opt, tokens, cfg, i, tensor)
+
+    monkeypatch.setattr(loop, "_step", diverges_at_three)
+    out = tmp_path / "m.safetensors"
+    code, _, err = run(capsys, "train", BIGRAM, "-o", out, *TINY, "--steps", "10")
+    error_line(code, err, "the loss became nan at step 3")
+    last = json.loads((tmp_path / "m.log.jsonl").read_text().splitlines()[-1])
+    assert last["model_written"] is False and "loss became nan" in last["stopped"]
+    assert not out.exists()
