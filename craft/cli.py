@@ -75,7 +75,18 @@ def _console() -> Console:
 
 
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2))
+    """Strict JSON: a NaN or infinite figure (a diverged model) prints as null."""
+    print(json.dumps(_finite(obj), indent=2, allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _warn(message: str) -> None:

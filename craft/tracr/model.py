@@ -173,11 +173,18 @@ class TracrModel:
                 f"{path}: not a model converted from Tracr",
                 fix="load it with craft.models.load_model",
             )
-        return TracrModel(
-            model=model,
-            tokens=tuple(from_jsonable(t) for t in meta["input_tokens"]),
-            output_values=tuple(from_jsonable(v) for v in meta["output_values"]),
-            categorical=meta["output_encoding"] == "categorical",
-            bos=meta["compiler_bos"],
-            report=meta.get("conversion", {}),
-        )
+        try:
+            return TracrModel(
+                model=model,
+                tokens=tuple(from_jsonable(t) for t in meta["input_tokens"]),
+                output_values=tuple(from_jsonable(v) for v in meta["output_values"]),
+                categorical=meta["output_encoding"] == "categorical",
+                bos=meta["compiler_bos"],
+                report=dict(meta.get("conversion") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CraftError(
+                f"{path}: the Tracr encodings in the header are missing or malformed "
+                f"({type(e).__name__}: {e})",
+                fix="re-create the model with craft tracr",
+            ) from None

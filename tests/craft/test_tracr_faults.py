@@ -14,6 +14,7 @@ import logging
 
 import pytest
 
+from craft.tracr import from_rasp
 from craft.tracr.agreement import CheckResult, Failure
 from craft.tracr.pipeline import MAX_MLP_EXACTNESS, confirm_fix
 from tests.refusals import error_line, run, snapshot
@@ -84,3 +85,18 @@ def test_a_disagreeing_model_is_written_only_when_asked(tmp_path, capsys) -> Non
     assert f"not written to {out}" in text and "--write-failing" in text
     code, text, _ = run(capsys, *argv, "-o", out, "--write-failing", "--json")
     assert code == 1 and out.is_file() and json.loads(text)["written"] == str(out)
+
+
+@pytest.mark.parametrize("forged", [{"input_tokens": None}, {"output_values": 3}, {}])
+def test_forged_tracr_encodings_are_one_error(tmp_path, forged) -> None:
+    from craft.models import save_model
+    from craft.tracr import TracrModel
+    from craft.tracr.program import load_program
+    from specs.errors import CraftError
+
+    program, vocab = load_program("lib:reverse", max_len=2)
+    model = from_rasp(program, vocab, 2).model
+    model.meta = {k: v for k, v in model.meta.items() if k != "compiler_bos"} | forged
+    save_model(model, tmp_path / "forged.safetensors")
+    with pytest.raises(CraftError, match="Tracr encodings in the header are missing"):
+        TracrModel.load(tmp_path / "forged.safetensors")

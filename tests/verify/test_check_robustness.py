@@ -152,6 +152,10 @@ def test_a_diverged_model_fails_its_claims(folder: Path, capsys, model: str, cla
     assert snapshot(folder) == before
 
 
+def _not_json(literal: str) -> None:
+    raise AssertionError(f"{literal} is not JSON")
+
+
 def test_eval_flags_non_finite_outputs(folder: Path, capsys) -> None:
     code, out, err = run(
         capsys, "eval", "nan.safetensors", "--spec", "skip_trigram.yaml", "-n", "4"
@@ -162,7 +166,7 @@ def test_eval_flags_non_finite_outputs(folder: Path, capsys) -> None:
     code, out, _ = run(
         capsys, "eval", "nan.safetensors", "--spec", "skip_trigram.yaml", "-n", "4", "--json"
     )
-    result = json.loads(out)
+    result = json.loads(out, parse_constant=_not_json)  # strict JSON: no NaN literals
     assert result["non_finite"] == result["overall"]["n"] > 0
     _, out, err = run(capsys, "eval", SKIP, "--spec", "skip_trigram.yaml", "-n", "4", "--json")
     assert "non_finite" not in json.loads(out) and "NaN" not in err
