@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 
 from craft.compiler import all_hold, analyse
 from craft.compiler.conditions import tensor_conditions
-from craft.models import Transformer, load_model
-from specs.model import Spec
+from craft.models import Transformer, component_records, load_model
+from specs.model import Induction, Spec, Trigram
 from specs.sample import sample
 from specs.targeted import contexts_for_rule
 from verify import batched
@@ -333,18 +333,37 @@ def check_claim(
 
 def _effect(model, spec: Spec, body: HeadRole, ctx: list[int], examples: int, seed_: int):
     """The behaviour at a head-role counterexample ``ctx``: the KL there of the rule
-    that fires, and the shortest context found (a ``rule_holds`` search of the head's
-    rule, or of the rule firing at ``ctx``) where the output breaks the model's bound."""
-    rule = body.rule or fired(spec, ctx)
+    that fires, and the shortest context found where the output breaks the model's
+    bound, searched (a ``rule_holds`` claim each, a smaller budget) over the rules the
+    head serves (:func:`_served`), the first that fails giving it."""
     bounds = model.meta.get("bounds") or {}
-    max_kl = max(float(bounds.get(rule, DEFAULT_KL)), 1e-9)
+
+    def bound(rule: str) -> float:
+        return max(float(bounds.get(rule, DEFAULT_KL)), 1e-9)
+
+    here_rule = fired(spec, ctx)
     p, _ = batched.truth_at(spec, [ctx])
     here = float(batched.kl(p, batched.model_logprobs(model, spec, [ctx]))[0])
-    claim = Claim(f"effect:{rule}", RuleHolds(rule=rule, max_kl=max_kl))
-    r = check_claim(model, spec, claim, examples=max(20, examples // 2), seed_=seed_)
-    if r.passed:
-        return Effect(rule, here, max_kl)
-    return Effect(rule, here, max_kl, r.counterexample, r.value)
+    for rule in _served(model, spec, body, here_rule):
+        claim = Claim(f"effect:{rule}", RuleHolds(rule=rule, max_kl=bound(rule)))
+        r = check_claim(model, spec, claim, examples=max(20, examples // 4), seed_=seed_)
+        if not r.passed:
+            return Effect(here_rule, here, bound(here_rule), r.counterexample, r.value)
+    return Effect(here_rule, here, bound(here_rule))
+
+
+def _served(model, spec: Spec, body: HeadRole, here: str) -> list[str]:
+    """The rules a head's role serves: the claim's rule; else those the model's records
+    name for the head; else, for a previous-token head, every trigram and induction
+    rule (they read ``prev``); and the rule firing at the counterexample."""
+    if body.rule:
+        return [body.rule]
+    layer, head = head_of(body.head)
+    named = [r for rec in component_records(model) if (rec.layer, rec.head) == (layer, head)
+             for r in rec.rules]  # fmt: skip
+    if not named and body.role == "previous-token":
+        named = [r.name for r in spec.rules if isinstance(r, Trigram | Induction)]
+    return list(dict.fromkeys([*named, here]))
 
 
 def _vacuous(c: Claim, threshold: float) -> Result:

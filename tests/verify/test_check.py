@@ -275,7 +275,7 @@ claims:
   - {name: not-prev, patching: {head: "0.0", rule: noun-induction, category: VERB_T}}
 """
     )
-    carries, prev = (check_claim(model, spec, c, examples=60) for c in claims)
+    carries, prev = (check_claim(model, spec, c, examples=40, sweep=40) for c in claims)
     assert carries.passed and carries.examples > 20
     assert not prev.passed and prev.counterexample
 
