@@ -1,19 +1,27 @@
-"""Throughput of `craft check` and how many examples it takes to find planted defects.
+"""Throughput of `craft check`, its length coverage, and the defects it finds.
 
-Run ``python benchmarks/check.py``. Part 1 checks claims on a 2-layer, 4-head,
-d_model-64 standard model (random weights, the toy language's vocabulary and context)
-and reports distinct contexts checked per second (target: >= 500/s on this CPU;
-window_only counts pairs, both sides in one forward pass): by Hypothesis' phases alone,
-by the sweep that follows them, and by the whole check. Part 2 plants the four defects of the
-test suite into the crafted toy-language model, plus a false window claim (induction
-copies from further back than 3 tokens), and reports the examples each search needed
-and the minimal counterexample it returned.
+Run ``python benchmarks/check.py`` (``--quick`` skips part 3's full default checks).
+Part 1 checks claims on a 2-layer, 4-head, d_model-64 standard model (random weights,
+the toy language's vocabulary and context) and reports distinct contexts checked per
+second (target: >= 500/s on this CPU; window_only counts pairs, both sides in one
+forward pass) by Hypothesis' phases alone, by the sweep that follows them, and by the
+whole check, and the lengths the contexts covered (contexts per quarter of 1..128).
+Part 2 plants the four defects of the test suite into the crafted toy-language model,
+plus a false window claim (induction copies from further back than 3 tokens), and
+reports the examples each search needed and the minimal counterexample it returned.
+Part 3 runs the WHOLE default check (every default claim) of the crafted toy-language
+model in both families (false alarms: must be 0; wall time: must stay under 60 s) and
+on each unplanted defect of ``tests/defects.py``, reporting which claims fail and
+whether the first failing rule claim's counterexample has a wrong output by the
+spec's exact ground truth.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -23,8 +31,15 @@ import specs
 from craft.compiler import compile_spec
 from craft.models import ModelConfig, Transformer, component_records
 from craft.models.layout import Direction
-from verify.check import SWEEP_PER_EXAMPLE, check_claim
+from specs.truth import encode
+from verify import batched
+from verify.check import SWEEP_PER_EXAMPLE, check_all, check_claim
 from verify.claims import Claim, HeadRole, RuleHolds, WindowOnly
+from verify.defaults import default_claims
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/defects.py
+from tests.defects import DEFECTS as UNPLANTED  # noqa: E402
+from tests.defects import broken  # noqa: E402
 
 SPEC = specs.load_spec(specs.library_path("toy_language"))
 
@@ -67,7 +82,12 @@ def throughput(examples: int) -> list[tuple]:
             runs.append((r, time.perf_counter() - t))
         (h, th), (full, tf) = runs
         swept = (full.distinct - h.distinct) / max(tf - th, 1e-9)
-        rows.append((c.name, h.distinct, h.distinct / th, swept, full.distinct, full.distinct / tf))
+        quarters = " ".join(str(n) for _, _, n in full.coverage.quarters)
+        lo, hi = full.coverage.lengths
+        rows.append(
+            (c.name, h.distinct, h.distinct / th, swept, full.distinct, full.distinct / tf,
+             f"{lo}-{hi}: {quarters}")
+        )  # fmt: skip
     return rows
 
 
@@ -126,15 +146,44 @@ def defects(examples: int) -> list[tuple[str, bool, int | None, int, str]]:
             if edit is not None:
                 edit(model)
         r = check_claim(model, SPEC, Claim(name, body), examples=examples)
-        rows.append(
-            (name, not r.passed, r.found_after, r.examples, " ".join(r.counterexample or []))
-        )
+        rows.append((name, not r.passed, r.found_after, r.scored, " ".join(r.counterexample or [])))
     return rows
+
+
+def whole_checks(console: Console) -> None:
+    """Part 3: every default claim, on the correct models and on each unplanted defect."""
+    table = Table(title="the whole default check of the crafted toy language (200 examples)")
+    for col in ("model", "claims", "failed", "seconds", "first failure", "output wrong there"):
+        table.add_column(col)
+    models = [(f"correct ({f})", compile_spec(SPEC, f).model) for f in ("standard", "tensor")]
+    models += [(d.name, broken(compile_spec(SPEC, "standard").model, d)) for d in UNPLANTED]
+    for name, model in models:
+        claims = default_claims(model, SPEC)
+        t = time.perf_counter()
+        results = check_all(model, SPEC, claims)
+        took = time.perf_counter() - t
+        failed = [r for r in results if not r.passed]
+        first = next((r for r in failed if r.kind == "rule_holds"), failed[0] if failed else None)
+        wrong = ""
+        if first is not None and first.counterexample is not None:
+            ctx = list(encode(SPEC, first.counterexample))
+            p, _ = batched.truth_at(SPEC, [ctx])
+            kl = float(batched.kl(p, batched.model_logprobs(model, SPEC, [ctx]))[0])
+            wrong = f"{'yes' if kl > first.threshold else 'NO'} (kl {kl:.3g})"
+            shown = " ".join(first.counterexample) or "(BOS only)"
+            if len(shown) > 40:
+                shown = f"... {' '.join(first.counterexample[-3:])} ({len(ctx)} tokens)"
+            first_text = f"{first.name}: {shown}"
+        else:
+            first_text = ""
+        table.add_row(name, str(len(results)), str(len(failed)), f"{took:.1f}", first_text, wrong)
+    console.print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="skip part 3")
     args = parser.parse_args()
     torch.set_num_threads(1)
     console = Console(width=120)
@@ -150,12 +199,13 @@ def main() -> None:
         "whole check: distinct",
         "distinct/s",
         "target",
+        "lengths: per quarter",
     ):
         table.add_column(col)
-    for name, h, h_rate, sweep_rate, n, rate in throughput(args.examples):
+    for name, h, h_rate, sweep_rate, n, rate, cover in throughput(args.examples):
         ok = "PASS" if rate >= 500 else "FAIL"
         row = (name, str(h), f"{h_rate:.0f}", f"{sweep_rate:.0f}", str(n), f"{rate:.0f}", ok)
-        table.add_row(*row)
+        table.add_row(*row, cover)
     console.print(table)
     console.print(
         "distinct: contexts (window_only: pairs) the model ran on. Hypothesis proposes "
@@ -169,6 +219,8 @@ def main() -> None:
     for name, found, first, total, ctx in defects(args.examples):
         table.add_row(name, "yes" if found else "NO", str(first), str(total), ctx)
     console.print(table)
+    if not args.quick:
+        whole_checks(console)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 import specs
 from craft.compiler import compile_spec
-from craft.models import component_records
-from craft.models.layout import Direction
 from specs.truth import encode
+from tests.defects import ALICE_THE, DEFECTS, broken
 from verify import batched
 from verify.check import check_claim
 from verify.defaults import default_claims
@@ -68,22 +66,15 @@ def shortest_failing(model, rule: str, max_kl: float, longest: int) -> int | Non
     return None
 
 
-def head_of(model, name: str):
-    rec = next(r for r in component_records(model) if r.name == name)
-    return model.blocks[rec.layer].attn, rec.head
-
-
-def query_dim(model, attn, h: int, t: int) -> int:
-    """The head dimension where query position ``t`` reads its positional score."""
-    return int(attn.W_Q[h][model.layout.index(Direction("pos", t))].abs().argmax())
+def defect(name: str):
+    """The crafted model with the defect of ``tests/defects.py`` whose edit is ``name``."""
+    return broken(crafted(), next(d for d in DEFECTS if d.edit.__name__ == name))
 
 
 def test_a_defect_only_at_late_positions():
     """Positions from 100 on lose their positional embedding: the previous-token head
     breaks there only (Hypothesis' and the sweep's contexts used to stop near 47)."""
-    model = crafted()
-    with torch.no_grad():
-        model.pos_embed.W_pos[100:] = 0
+    model = defect("late_positions")
     claim = default(model, "holds:the-alice")
     r = check_claim(model, toy(), claim, examples=100)
     ctx = wrong_output(model, claim, r)
@@ -107,14 +98,7 @@ def test_a_defect_just_outside_a_window():
     """The skip-bigram head also sees the anchor 10 back (the window is 2..9): after
     ``beach`` and 9 tokens, ``big`` is a fallback context the model answers with ``at``.
     The minimum needs the anchor 10 back: 11 tokens."""
-    model = crafted()
-    attn, h = head_of(model, "skip0")
-    lay = model.layout
-    with torch.no_grad():
-        for t in range(11, toy().max_len + 1):
-            j = query_dim(model, attn, h, t)
-            near = attn.W_K[h][lay.index(Direction("pos", t - 9)), j]
-            attn.W_K[h][lay.index(Direction("pos", t - 10)), j] = near
+    model = defect("outside_window")
     claim = default(model, "holds:fallback")
     r = check_claim(model, toy(), claim, examples=100)
     ctx = wrong_output(model, claim, r)
@@ -126,14 +110,7 @@ def test_a_same_category_near_miss_of_a_trigram():
     """The ``the alice`` unit also fires after ``a`` (another FUNC token): ``a alice`` is
     a func-noun context (uniform over VERB_I) the model answers with ``runs``. Brute
     force: no context of 0 or 1 tokens where func-noun fires fails, so 2 is minimal."""
-    model = crafted()
-    lay, mlp = model.layout, model.blocks[0].mlp
-    the, a = lay.index(Direction("prev", "the")), lay.index(Direction("prev", "a"))
-    alice = lay.index(Direction("tok", "alice"))
-    with torch.no_grad():
-        units = (mlp.W_in[the] > 0) & (mlp.W_in[alice] > 0)
-        assert int(units.sum()) >= 1
-        mlp.W_in[a, units] = mlp.W_in[the, units]
+    model = defect("trigram_near_miss")
     claim = default(model, "holds:func-noun")
     r = check_claim(model, toy(), claim, examples=100)
     ctx = wrong_output(model, claim, r)
@@ -144,12 +121,8 @@ def test_a_same_category_near_miss_of_a_trigram():
 def test_a_defect_in_the_start_distribution():
     """After BOS alone the logits of ``alice`` and ``the`` are swapped: only ``start``
     (the empty context) is wrong, and it has a default claim now."""
-    model = crafted()
-    bos = model.layout.index(Direction("bos"))
-    i, j = toy().vocab.index("alice"), toy().vocab.index("the")
-    with torch.no_grad():
-        row = model.unembed.W_U[bos]
-        row[[i, j]] = row[[j, i]].clone()
+    assert (toy().vocab.index("alice"), toy().vocab.index("the")) == ALICE_THE
+    model = defect("start_swap")
     claim = default(model, "holds:start")
     r = check_claim(model, toy(), claim, examples=20)
     assert wrong_output(model, claim, r) == [] and r.counterexample == []
@@ -162,14 +135,7 @@ def test_a_mechanism_fault_that_changes_outputs_only_on_long_contexts():
     previous token and the one before. The role claim fails at a context whose output
     is right; its effect names the shortest context found where the output is wrong,
     which is long, and the trigram claim finds the output fault itself."""
-    model = crafted()
-    attn, h = head_of(model, "prev-token")
-    lay = model.layout
-    with torch.no_grad():
-        for t in range(60, toy().max_len + 1):
-            j = query_dim(model, attn, h, t)
-            prev = attn.W_K[h][lay.index(Direction("pos", t - 1)), j]
-            attn.W_K[h][lay.index(Direction("pos", t - 2)), j] = prev
+    model = defect("prev_split_long")
     role = check_claim(model, toy(), default(model, "role:prev-token"), examples=40)
     assert not role.passed and role.value < 0.99 and len(role.counterexample) >= 60
     effect = role.effect
