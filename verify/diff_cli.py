@@ -170,7 +170,7 @@ def _run_series(args: argparse.Namespace, crafted, spec) -> int:
         )
     path = _written(lambda: write_series(s, args.output), args.output)
     if args.json:
-        print(json.dumps(s.to_json(), indent=2))
+        print(json.dumps(_tagged("craft-diff-series/1", args, spec, s.to_json()), indent=2))
         return 0
     found, learned = s.found_at(), s.learned_at()
     print(f"{args.crafted} (crafted) vs {len(s.points)} checkpoints in {args.trained}")
@@ -187,6 +187,13 @@ def _run_series(args: argparse.Namespace, crafted, spec) -> int:
     print(f"order found: {', '.join(c for c, _ in s.order()) or 'none'}")
     print(f"report: {path}")
     return 0
+
+
+def _tagged(tag: str, args: argparse.Namespace, spec, obj: dict) -> dict:
+    """The JSON convention of every craft command: a format tag, the models and the spec
+    (``{name, sha256}``) first, then the result."""
+    head = {"format": tag, "crafted": args.crafted, "trained": args.trained}
+    return head | obj | {"spec": {"name": spec.name, "sha256": spec.sha256}}
 
 
 def _refuse_overwrites(args: argparse.Namespace) -> None:
@@ -227,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     page = diff_page(result, crafted, trained, spec, (args.crafted, args.trained))
     _written(lambda: write_html(page, Path(args.output) / "report.html"), args.output)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(_tagged("craft-diff/1", args, spec, result.to_json()), indent=2))
         return 0
     print(
         f"{args.crafted} (crafted) vs {args.trained} (trained) on spec {spec.name}: "

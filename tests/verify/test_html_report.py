@@ -5,6 +5,9 @@ network. A planted script error shows the console check can fail."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import re
 import shutil
 import subprocess
@@ -49,7 +52,11 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     save_model(other, out / "trained.safetensors")
     argv = ["diff", str(out / "crafted.safetensors"), str(out / "trained.safetensors"),
             "--spec", str(spec_path), "-o", str(out / "diff"), "-n", "40"]  # fmt: skip
-    assert main(argv) == 0
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main([*argv, "--json"]) == 0  # the report is written with --json too
+    diff_json = json.loads(printed.getvalue())
+    assert diff_json["format"] == "craft-diff/1" and diff_json["crafted"] == argv[1]
+    assert diff_json["spec"] == {"name": "induction", "sha256": load_spec(spec_path).sha256}
     argv = ["eval", str(out / "crafted.safetensors"), "--spec", str(spec_path), "-n", "20",
             "--html", str(out / "eval.html")]  # fmt: skip
     assert main(argv) == 0
