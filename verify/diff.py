@@ -66,15 +66,36 @@ DIFFUSE = 0.5  # a match set holding more than this share of all heads is no loc
 
 
 @dataclass(frozen=True)
+class PerRule:
+    """A figure per rule, and over every position: kept apart, so a rule may be named
+    anything (``overall`` included) without taking the overall figure's place."""
+
+    rules: dict[str, float]
+    overall: float
+
+    def to_json(self) -> dict:
+        return {"rules": self.rules, "overall": self.overall}
+
+
+@dataclass(frozen=True)
 class Ablation:
-    """Per-rule excess-loss change (nats) when ``heads`` are ablated (all at once)."""
+    """Per-rule excess-loss change (nats) when ``heads`` are ablated (all at once);
+    ``zero_overall``/``mean_overall``: the change over every position."""
 
     heads: tuple[Head, ...]
     zero: dict[str, float]
     mean: dict[str, float]
+    zero_overall: float = 0.0
+    mean_overall: float = 0.0
 
     def to_json(self) -> dict:
-        return {"heads": [list(h) for h in self.heads], "zero": self.zero, "mean": self.mean}
+        return {
+            "heads": [list(h) for h in self.heads],
+            "zero": self.zero,
+            "mean": self.mean,
+            "zero_overall": self.zero_overall,
+            "mean_overall": self.mean_overall,
+        }
 
 
 @dataclass(frozen=True)
@@ -134,12 +155,13 @@ class Diff:
     seed: int
     crafted: Evaluation
     trained: Evaluation
-    agreement: dict[str, float]  # rule (and "overall") -> mean KL(crafted || trained)
+    agreement: dict[str, float]  # rule -> mean KL(crafted || trained)
     direct: float | None  # None: the crafted direct path is constant (nothing to compare)
     roles: RoleScores  # trained model's heads
     components: tuple[ComponentDiff, ...]
     not_compared: tuple[str, ...]  # crafted components v1 does not diff (MLP sublayers)
     composition: tuple[CompositionRow, ...] = ()  # crafted component pairs across layers
+    agreement_overall: float = 0.0  # mean KL(crafted || trained) over every position
     trained_composition: dict[tuple[Head, Head], Composition] = field(default_factory=dict)
     panels: tuple[Panel, ...] = field(default=(), repr=False)
 
@@ -153,6 +175,7 @@ class Diff:
                 "crafted": self.crafted.to_json(),
                 "trained": self.trained.to_json(),
                 "agreement_kl": self.agreement,
+                "agreement_kl_overall": self.agreement_overall,
             },
             "direct_path_similarity": self.direct,
             "trained_roles": self.roles.to_json(),
@@ -189,19 +212,17 @@ def _log_probs(runner: Transformer, chunk: np.ndarray, patch: dict[str, Callable
     return torch.log_softmax(logits.double(), -1).numpy()
 
 
-def _per_rule(spec: Spec, values: np.ndarray, rule_ids: np.ndarray) -> dict[str, float]:
+def _per_rule(spec: Spec, values: np.ndarray, rule_ids: np.ndarray) -> PerRule:
     out = {
         name: float(values[rule_ids == i].mean())
         for i, name in enumerate(spec.rule_names())
         if (rule_ids == i).any()
     }
-    return out | {"overall": float(values.mean())}
+    return PerRule(out, float(values.mean()))
 
 
-def rule_excess(
-    runner: Transformer, spec: Spec, tokens: np.ndarray, patch: dict
-) -> dict[str, float]:
-    """Mean excess loss ``KL(p || q)`` per rule (and overall) under ``patch``."""
+def rule_excess(runner: Transformer, spec: Spec, tokens: np.ndarray, patch: dict) -> PerRule:
+    """Mean excess loss ``KL(p || q)`` per rule, and overall, under ``patch``."""
     values, ids = [], []
     for chunk in _chunks(tokens, len(spec.vocab)):
         p, rule_ids = truth(spec, chunk)
@@ -237,14 +258,18 @@ def ablation(
     spec: Spec,
     tokens: np.ndarray,
     heads: tuple[Head, ...],
-    base: dict[str, float],
+    base: PerRule,
 ) -> Ablation:
     """Per-rule excess-loss change when ``heads`` are zero- and mean-ablated together."""
     means = {la: _head_means(runner, tokens, la) for la in {la for la, _ in heads}}
     zero = rule_excess(runner, spec, tokens, _ablate(heads, None))
     mean = rule_excess(runner, spec, tokens, _ablate(heads, means))
     return Ablation(
-        heads, {r: zero[r] - base[r] for r in base}, {r: mean[r] - base[r] for r in base}
+        heads,
+        {r: zero.rules[r] - b for r, b in base.rules.items()},
+        {r: mean.rules[r] - b for r, b in base.rules.items()},
+        zero.overall - base.overall,
+        mean.overall - base.overall,
     )
 
 
@@ -260,7 +285,7 @@ def _patching(
 ) -> dict[str, tuple[RulePatch, RulePatch | None]]:
     """Patch the crafted head and the trained match set on the component's rules (those
     it names, else the ``PATCH_RULES`` its ablation hurts most), same clean/corrupt pairs."""
-    hurt = [r for r, d in abl.zero.items() if r != "overall" and d >= HURT]
+    hurt = [r for r, d in abl.zero.items() if d >= HURT]
     rules = list(comp.rules) or sorted(hurt, key=lambda r: -abl.zero[r])[:PATCH_RULES]
     out = {}
     for rule in rules:
@@ -274,7 +299,7 @@ def _patching(
     return out
 
 
-def _agreement(a: Transformer, b: Transformer, spec: Spec, tokens: np.ndarray) -> dict[str, float]:
+def _agreement(a: Transformer, b: Transformer, spec: Spec, tokens: np.ndarray) -> PerRule:
     values, ids = [], []
     for chunk in _chunks(tokens, len(spec.vocab)):
         values.append(kl_between(_log_probs(a, chunk, {}), _log_probs(b, chunk, {})))
@@ -290,7 +315,7 @@ def _verdict(
 ) -> tuple[tuple, tuple, str]:
     """(rules the crafted ablation hurts, those the trained model relies on the match
     for, the verdict); ``n_heads``: all heads of the trained model."""
-    hurt = tuple(r for r, d in crafted.zero.items() if r != "overall" and d >= HURT)
+    hurt = tuple(r for r, d in crafted.zero.items() if d >= HURT)
     if trained is None:
         return hurt, (), "missing"
     if len(trained.heads) >= 2 and len(trained.heads) > DIFFUSE * n_heads:
@@ -410,6 +435,7 @@ def diff(
         hurt, relied, verdict = _verdict(abl_c, abl_t, patched, n_heads)
         results.append(ComponentDiff(m, abl_c, abl_t, hurt, relied, verdict, patched))
     others = tuple(r.name for r in component_records(crafted) if r.sublayer == "mlp")
+    agreement = _agreement(rc, rt, spec, tokens)
     trained_comp = all_compositions(rt)
     return Diff(
         spec=spec.name,
@@ -418,7 +444,8 @@ def diff(
         seed=seed,
         crafted=evaluate(rc, spec, tokens, batch=batch_size(len(spec.vocab), length + 1)),
         trained=evaluate(rt, spec, tokens, batch=batch_size(len(spec.vocab), length + 1)),
-        agreement=_agreement(rc, rt, spec, tokens),
+        agreement=agreement.rules,
+        agreement_overall=agreement.overall,
         direct=_direct(rc, rt),
         roles=roles,
         components=tuple(results),

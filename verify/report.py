@@ -191,13 +191,12 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
         "acc crafted | acc trained | KL(crafted \\|\\| trained) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = {**d.crafted.rules, "overall": d.crafted.overall}
-    trained = {**d.trained.rules, "overall": d.trained.overall}
-    for rule, a in rows.items():
-        b = trained[rule]
+    rows = [(r, a, d.trained.rules[r], d.agreement.get(r)) for r, a in d.crafted.rules.items()]
+    rows.append(("**overall**", d.crafted.overall, d.trained.overall, d.agreement_overall))
+    for rule, a, b, agree in rows:  # a list: a rule named `overall` keeps its own row
         lines.append(
             f"| {rule} | {a.n} | {_f(a.ce)} | {_f(b.ce)} | {_f(a.kl, 4)} | {_f(b.kl, 4)} "
-            f"| {_f(a.accuracy)} | {_f(b.accuracy)} | {_f(d.agreement.get(rule), 4)} |"
+            f"| {_f(a.accuracy)} | {_f(b.accuracy)} | {_f(agree, 4)} |"
         )
     direct = "n/a (the crafted direct path is constant)" if d.direct is None else f"{d.direct:.3f}"
     lines += [
@@ -307,7 +306,7 @@ def _component_section(c: ComponentDiff, figures: list[Panel]) -> list[str]:
             f"| L{s.head[0]}H{s.head[1]}{mark} | {cells}{' | ' if cells else ''}"
             f"{_f(s.similarity)} | {_f(s.role)} |"
         )
-    rules = [r for r in c.crafted.zero if r != "overall"]
+    rules = list(c.crafted.zero)
     lines += [
         "",
         "Ablation (all matched heads at once): per-rule excess-loss change, nats",

@@ -53,7 +53,8 @@ class Point:
     similarity: dict[str, float]
     role: dict[str, float]
     matched: dict[str, bool]
-    excess: dict[str, float]
+    excess: dict[str, float]  # per rule
+    excess_overall: float = 0.0  # over every position
 
     def to_json(self) -> dict:
         return {
@@ -62,6 +63,7 @@ class Point:
             "role": self.role,
             "matched": self.matched,
             "excess": self.excess,
+            "excess_overall": self.excess_overall,
         }
 
 
@@ -80,7 +82,7 @@ class Series:
 
     @property
     def rules(self) -> tuple[str, ...]:
-        return tuple(r for r in self.points[0].excess if r != "overall") if self.points else ()
+        return tuple(self.points[0].excess) if self.points else ()
 
     def found_at(self) -> dict[str, int | None]:
         """Per component, the first step from which it stays matched (None: not at the end)."""
@@ -155,7 +157,7 @@ def point(
     best = {m.component.name: max((x.role for x in m.scores), default=0.0) for m in matches}
     matched = {m.component.name: m.found for m in matches}
     excess = rule_excess(as_runner(trained, torch.float32), spec, tokens, {})
-    return Point(step, sims, best, matched, excess)
+    return Point(step, sims, best, matched, excess.rules, excess.overall)
 
 
 def series(

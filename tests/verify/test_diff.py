@@ -202,3 +202,45 @@ def test_a_match_set_of_most_heads_is_diffuse_not_found():
     assert _verdict(crafted_abl, most, {}, n_heads=8)[2] == "diffuse"
     assert _verdict(crafted_abl, two, {}, n_heads=8)[2] == "found"
     assert _verdict(crafted_abl, None, {}, n_heads=8)[2] == "missing"
+
+
+def test_a_rule_named_overall_keeps_its_own_figure():
+    """Per-rule figures and the overall figure live apart: a spec whose rule is named
+    ``overall`` gets that rule's mean excess loss, not the mean over every position."""
+    from dataclasses import replace
+
+    from craft.models.layout import Direction
+    from specs import parse_spec
+    from specs.sample import sample
+    from specs.truth import truth
+    from verify.batched import kl
+    from verify.diff import as_runner, rule_excess
+
+    spec = parse_spec(
+        {
+            "format": "craft-spec/1",
+            "name": "named-overall",
+            "vocab": {"A": ["x", "y"], "B": ["z"]},
+            "max_len": 8,
+            "start": {"A": 1},
+            "rules": [
+                {"name": "first", "bigram": {"x": {"y": 1}}},
+                {"name": "rest", "bigram": {"*": {"x": 0.5, "z": 0.5}}},
+            ],
+        }
+    )
+    model = compile_spec(spec).model
+    # the loader reserves the name; the records must not depend on that
+    spec = replace(spec, rules=(replace(spec.rules[0], name="overall"), *spec.rules[1:]))
+    with torch.no_grad():  # a real error on one rule only
+        model.unembed.W_U[model.layout.index(Direction("tok", "x"))] = 0
+    runner = as_runner(model)
+    tokens, _ = sample(spec, 20, spec.max_len, 0)
+    got = rule_excess(runner, spec, tokens, {})
+    p, ids = truth(spec, tokens)
+    with torch.no_grad():
+        logq = torch.log_softmax(runner(torch.from_numpy(tokens)).double(), -1).numpy()
+    values = kl(p, logq)
+    assert got.rules["overall"] == pytest.approx(values[ids == 0].mean(), abs=1e-12)
+    assert got.overall == pytest.approx(values.mean(), abs=1e-12)
+    assert abs(got.rules["overall"] - got.overall) > 1e-3
