@@ -350,9 +350,14 @@ def check_import(
     """Compare ``model`` (in float64) with ``source_logits_fn(tokens [B, T]) -> [B, T, O]``."""
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, n_vocab, (n_seqs, min(length, n_ctx)), generator=g)
-    with torch.no_grad():
-        ours = copy.deepcopy(model).double()(tokens)
-        ref = source_logits_fn(tokens).to(torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny per-head ops: a thread pool only waits (40x on a busy CPU)
+    try:
+        with torch.no_grad():
+            ours = copy.deepcopy(model).double()(tokens)
+            ref = source_logits_fn(tokens).to(torch.float64)
+    finally:
+        torch.set_num_threads(threads)
     if ours.shape != ref.shape:
         raise CraftError(f"logits of shape {tuple(ours.shape)}, source {tuple(ref.shape)}")
     diff = (ours - ref).abs().amax(-1)  # [B, T]

@@ -33,6 +33,7 @@ from specs import library_path, load_spec  # noqa: E402
 from verify.matching import match_all  # noqa: E402
 
 logging.getLogger("absl").setLevel(logging.ERROR)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 TOY = library_path("toy_language")
 TRAINED = Path(__file__).parents[2] / "examples/diff_toy_language/trained_standard.safetensors"
 MODELS = ["crafted", "trained", "tracr-sort", "tracr-hist"]

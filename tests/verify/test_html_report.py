@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from craft.cli import main
 from craft.compiler import compile_spec
@@ -43,7 +44,15 @@ def browse(page: Path, profile: Path, *extra: str) -> tuple[str, list[str]]:
 def reports(tmp_path_factory) -> dict[str, Path]:
     """``craft diff`` (crafted induction model vs a gauge-transformed copy) and
     ``craft eval --html``, written by the CLI."""
-    out = tmp_path_factory.mktemp("html")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: a thread pool only contends on a busy CPU
+    try:
+        return _write_reports(tmp_path_factory.mktemp("html"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _write_reports(out: Path) -> dict[str, Path]:
     spec_path = library_path("induction")
     model = compile_spec(load_spec(spec_path), "standard").model
     save_model(model, out / "crafted.safetensors")
