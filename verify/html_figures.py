@@ -117,6 +117,9 @@ def draw_panel(
         ax.set_yticks(range(n_r), panel.rows, fontsize=TICK_PT)
         if _in_vocab_order(panel, spec):
             _categories(ax, spec, n_r)  # type: ignore[arg-type]
+        if panel.rows and panel.rows[0] == "BOS":  # position 0 is BOS: set it apart
+            ax.axhline(0.5, color="black", lw=0.6, ls="--")
+            ax.axvline(0.5, color="black", lw=0.6, ls="--")
     if _in_vocab_order(panel, spec):
         fig.subplots_adjust(wspace=0.45)  # room for the trained panel's category names
     bar = fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02)
