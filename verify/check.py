@@ -419,7 +419,7 @@ def _breaks(model, spec, c: Claim, body: Ablation, examples, seed_, base: Result
         examples=base.examples + n_seen,
         measure=measure,
         fails_if=fails_if,
-        warnings=(*base.warnings, spared),
+        detail=spared,
     )
 
 

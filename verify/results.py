@@ -146,6 +146,7 @@ class Result:
         examples: distinct contexts (or pairs) the model ran on.
         scored: items scored in all phases, repeats included.
         loosened: why the claim's bound differs from the crafted one ("" when it does not).
+        detail: a second comparison the verdict rests on (an ablation's spared rules).
     """
 
     name: str
@@ -163,6 +164,7 @@ class Result:
     coverage: Coverage | None = None
     effect: Effect | None = None
     loosened: str = ""
+    detail: str = ""
 
     @property
     def distinct(self) -> int:
@@ -193,12 +195,15 @@ class Result:
             "coverage": self.coverage.to_json() if self.coverage else None,
             "effect": self.effect.to_json() if self.effect else None,
             "loosened": self.loosened,
+            "detail": self.detail,
         }
 
     def lines(self) -> list[str]:
         """What to print under the table for this claim: the comparison, the coverage,
         the effect of a mechanism counterexample, a loosened bound."""
         out = [f"{self.name}: {'pass' if self.passed else 'FAIL'}, {self.comparison()}"]
+        if self.detail:
+            out.append(f"  {self.detail}")
         if self.coverage is not None:
             out.append(f"  covered: {self.coverage.line()}")
         if self.effect is not None:

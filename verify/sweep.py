@@ -252,6 +252,7 @@ def counterfactual_sweep(spec: Spec, category: str, rule: str) -> Sweep:
 
 BRUTE = 4096  # the most contexts shrink() enumerates to prove a counterexample shortest
 LONG = 24  # above this length, shrink() tries only the cheapest edits of each kind
+MAX_SHRINK = 3000  # candidates shrink() scores at most (then: a local minimum, said so)
 
 
 def shrink(
@@ -266,9 +267,12 @@ def shrink(
     token the item uses, or by id 0), lowered (one position lowered likewise; above
     ``LONG`` tokens only to 0 and to the smallest token used). The smallest failing
     candidate in the order (length, distinct tokens, token ids) replaces the item and
-    the passes start again; it stops when no pass finds a smaller one. A pair is edited
-    position by position: a position both contexts share is deleted or lowered in both,
-    a position where they differ in each context alone.
+    the passes start again; it stops when no pass finds a smaller one (shorter edits are
+    skipped while the length is one at which none failed, and tried once more before
+    stopping), or after ``MAX_SHRINK`` candidates: a long counterexample may then stay a
+    local minimum. A pair is edited position by position: a position both contexts
+    share is deleted or lowered in both, a position where they differ in each context
+    alone.
 
     Greedy edits stop at a *local* minimum. So, for a single context and a known
     ``alphabet``, :func:`exhaustive` then tries every valid context of each shorter
@@ -283,14 +287,19 @@ def shrink(
         return tuple(ps) if pair else ps[0]
 
     scored = 0
+    short_failed_at = -1  # the length at which no shorter edit failed (skip until stuck)
     improved = True
-    while improved:
+    while improved and scored < MAX_SHRINK:
         improved = False
         for edits in (_shorter, _merged, _lowered):
+            if edits is _shorter and short_failed_at == len(parts[0]):
+                continue
             cands = [c for c in edits(parts) if _key(c) < _key(parts) and valid(made(c))]
             scored += len(cands)
             failing = fails([made(c) for c in cands]) if cands else np.zeros(0, bool)
             better = [c for c, f in zip(cands, failing, strict=True) if f]
+            if not better and edits is _shorter:
+                short_failed_at = len(parts[0])
             if better:
                 parts, improved = min(better, key=_key), True
                 combined = _combined(parts, better)  # every lowering at once, if it fails
@@ -299,6 +308,14 @@ def shrink(
                     if fails([made(combined)])[0]:
                         parts = combined
                 break
+        if not improved and short_failed_at == len(parts[0]) and short_failed_at >= 0:
+            short_failed_at = -1  # tokens changed since: shorter edits once more
+            cands = [c for c in _shorter(parts) if valid(made(c))]
+            scored += len(cands)
+            failing = fails([made(c) for c in cands]) if cands else np.zeros(0, bool)
+            better = [c for c, f in zip(cands, failing, strict=True) if f]
+            if better:
+                parts, improved = min(better, key=_key), True
     if pair or not alphabet:
         return made(parts), scored
     best, tried = exhaustive(parts[0], fails, valid, alphabet)

@@ -52,7 +52,8 @@ def test_the_verdict_does_not_depend_on_what_was_checked_before(tmp_path, monkey
     middle = check_all(good, spec, claim, examples=40, database=store)[0]
     last = check_all(bad, spec, claim, examples=40, database=store)[0]
     assert not first.passed and middle.passed and not last.passed
-    assert last.counterexample == first.counterexample and last.found_after == 1
+    assert last.counterexample == first.counterexample
+    assert last.found_after <= first.found_after  # replayed: found no later than the first time
     assert check_all(good, spec, claim, examples=40, database=None)[0].passed
     assert os.listdir(work) == []  # no .hypothesis, no .craft
     assert model_digest(bad) != model_digest(good)
