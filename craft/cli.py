@@ -114,6 +114,12 @@ def _budget_args(args: argparse.Namespace) -> None:
             )
     if args.max_kl is not None and not args.smallest:
         raise CraftError("--max-kl needs --smallest", where="--max-kl", fix="add --smallest")
+    if args.dtype is not None and budget:
+        raise CraftError(
+            "--dtype applies to the one-hot compiler; compact models are float32",
+            where="--dtype",
+            fix="drop --dtype, or drop --shape/--smallest",
+        )
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -129,7 +135,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         model = compile_compact(spec, shape, args.family, COMPILER_VERSION).model
         what = f"attention-only, shape {shape}"
     else:
-        compiled = compile_spec(spec, args.family)
+        compiled = compile_spec(spec, args.family, args.dtype)
         model, what = compiled.model, f"{compiled.plan.n_layers} layers"
     save_model(model, args.output)
     summary = {"output": args.output, **model_summary(model)}
@@ -342,6 +348,12 @@ def _compile_parser(sub) -> None:
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--family", choices=FAMILIES, default="standard", help="model family")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="the float type of the weights (default: float32 unless the tensor family's "
+        "induction outgrows it; the report states the limit)",
+    )
     p.add_argument(
         "--shape",
         metavar="LxHxD",

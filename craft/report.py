@@ -48,6 +48,8 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
         "bounds": dict(meta.get("bounds") or {}),
         "conditions": list(meta.get("conditions") or []),
         "bound_scope": meta.get("bound_scope"),
+        "dtype": meta.get("dtype") or "float32",
+        "float32_limit": meta.get("float32_limit"),
         "interference": list(meta.get("interference") or []),
         "codes": dict(meta.get("codes") or {}),
     }
@@ -86,6 +88,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         ("vocab in / out", f"{cfg['n_vocab']} / {cfg['n_out']}"),
         ("positions", cfg["positions"]),
         ("parameters", f"{s['n_params']:,}"),
+        ("runs in", s.get("dtype", "float32")),
     ]:
         t.add_row(key, str(value))
     console.print(t)
@@ -136,6 +139,12 @@ def _print_scope(console: Console, s: dict[str, Any]) -> None:
             console.print(f"  - {c}", soft_wrap=True)
     elif s.get("bound_scope"):
         console.print(f"the bounds hold on {s['bound_scope']}", style="bold")
+    if s.get("float32_limit") is not None:
+        console.print(
+            f"float32 limit: max_len {s['float32_limit']} (induction's recency weights grow "
+            f"as 3**max_len; beyond it the model runs in float64)",
+            soft_wrap=True,
+        )
     if s.get("interference"):
         console.print("worst interference each head reads (its scores are scaled by it):")
         for i in s["interference"]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from craft.compiler.analysis import Analysis, analyse
 from craft.compiler.assemble import assemble
 from craft.compiler.conditions import Condition, all_hold, tensor_conditions
-from craft.compiler.constants import Constants, derive
+from craft.compiler.constants import Constants, derive, float_limit
 from craft.compiler.plan import Plan, plan, reads, writes
 from craft.models.components import ComponentRecord
 from craft.models.transformer import Transformer
@@ -36,23 +36,32 @@ class Compiled:
         return self.plan.analysis
 
 
-def compile_spec(spec: Spec, family: str = "standard") -> Compiled:
+def compile_spec(spec: Spec, family: str = "standard", dtype: str | None = None) -> Compiled:
+    """Compile ``spec`` into a model of ``family``.
+
+    ``dtype``: None picks float32 unless the model's logits outgrow it (tensor-family
+    induction at long ``max_len``: float64, recorded in the file, which ``load_model``
+    restores); ``"float32"`` beyond that limit is a CraftError naming it.
+    """
     if family not in FAMILIES:
         raise CraftError(
             f"unknown family {family!r}", where="--family", fix="use standard or tensor"
         )
     an = analyse(spec)
     p = plan(an)
-    k = derive(an, family, len(p.slots))
+    k = derive(an, family, len(p.slots), dtype)
     model, placed = assemble(p, k, family)
-    conds = tensor_conditions(an) if family == "tensor" else ()
+    conds = tensor_conditions(an, earliest=True) if family == "tensor" else ()
     model.meta = {
         "spec": spec.provenance(),
         "compiler": {"version": COMPILER_VERSION, "family": family},
         "constants": dict(k.table()),
         "bounds": k.bound,
         "conditions": [c.describe() for c in conds],
+        "bound_scope": "contexts where the conditions hold" if conds else "every context",
         "components": _components(p),
+        "dtype": k.dtype,
+        "float32_limit": float_limit(an, family) if family == "tensor" else None,
     }
     return Compiled(model, p, k, conds, placed)
 

@@ -29,6 +29,17 @@ from specs.model import Bigram, Dist, Induction, SkipBigram, Spec, Trigram
 Kind = Literal["trigram", "skip_bigram", "induction"]
 
 
+RATIO = 3.0
+"""Tensor-family induction weighs a match at key position ``s`` by ``recency(s) =
+RATIO**(max_len - s)``. With ``RATIO >= 3`` every later match together weighs at most
+half the earliest: ``sum_{j >= 1} RATIO**-j = 1 / (RATIO - 1) <= 1/2``."""
+
+
+def recency(s: int, max_len: int) -> float:
+    """The weight of a match at key position ``s`` (1 at ``max_len``, growing backwards)."""
+    return RATIO ** (max_len - s)
+
+
 @dataclass(frozen=True)
 class RuleInfo:
     """A non-bigram rule after priority resolution.
@@ -57,10 +68,13 @@ class RuleInfo:
     def target(self) -> int | None:
         return self.next.support[0] if self.next is not None and self.deterministic else None
 
-    def max_count(self, max_len: int) -> int:
-        """Largest value its fire feature takes in the tensor family (a count, not an OR)."""
+    def max_count(self, max_len: int) -> float:
+        """Largest value its fire feature takes in the tensor family: a detector's count of
+        anchors (not an OR), or induction's copy coordinate, the sum of the recency
+        weights of every match, at most ``sum_s RATIO**(max_len - s) = (RATIO**max_len -
+        1) / (RATIO - 1)`` (:func:`recency`)."""
         if self.kind == "induction":
-            return max_len
+            return (RATIO**max_len - 1) / (RATIO - 1)
         lo, hi = self.window
         return hi - lo + 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from craft.compiler.analysis import log_probs
 from craft.compiler.constants import Constants
@@ -47,8 +48,8 @@ def assemble(p: Plan, k: Constants, family: str) -> tuple[Transformer, list]:
         n_ctx=an.spec.max_len + 1,
         bias=False,
     )
-    model = Transformer(cfg)
-    state = {name: t.detach().numpy() for name, t in model.state_dict().items()}  # float32 views
+    model = Transformer(cfg).to(getattr(torch, k.dtype))
+    state = {name: t.detach().numpy() for name, t in model.state_dict().items()}  # views
     _embed(state, p, k)
     for slot, hs in heads.items():
         for h, head in enumerate(hs):

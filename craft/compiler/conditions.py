@@ -5,8 +5,11 @@ occurrence or a three-way AND. The compiler does not hide this: each such place 
 a :class:`Condition`, printed at compile time, and the reported bound is guaranteed on
 every context where all conditions hold (tests check it there).
 
-* ``followers-agree``: tensor induction sums over all earlier occurrences of ``x[t]``;
-  exact when they were all followed by the same token (the spec wants the earliest).
+* ``followers-agree`` (the compact tensor compiler only): tensor induction sums over all
+  earlier occurrences of ``x[t]``; exact when they were all followed by the same token
+  (the spec wants the earliest). The one-hot tensor compiler weighs each occurrence by
+  a recency factor that makes the earliest outweigh the rest
+  (:func:`craft.compiler.primitives.induction`), so it states no such condition.
 * ``single-anchor``: a tensor detector counts anchors in the window; a
   non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
 * ``not-together``: a tensor readout cannot be switched off by a second
@@ -54,12 +57,15 @@ class Condition:
         return len(followers) <= 1
 
 
-def tensor_conditions(an: Analysis) -> tuple[Condition, ...]:
+def tensor_conditions(an: Analysis, earliest: bool = False) -> tuple[Condition, ...]:
+    """The conditions under which a tensor model of ``an`` is exact; ``earliest``: its
+    induction weighs the earliest occurrence above the rest (no ``followers-agree``)."""
     out: list[Condition] = []
     for r in an.rules:
         gates = an.gates(r)
         if r.kind == "induction":
-            out.append(Condition("followers-agree", (r.name,)))
+            if not earliest:
+                out.append(Condition("followers-agree", (r.name,)))
             for a, b in combinations(gates, 2):
                 if an.can_cofire(a, b):
                     out.append(Condition("not-together", (a.name, b.name)))

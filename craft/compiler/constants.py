@@ -25,15 +25,23 @@ such terms per component) + float32 rounding ``2^-21 * 4 * (F + G)`` (``C_h`` fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import sympy as sp
 
 from craft.compiler.analysis import Analysis, log_probs
+from specs.errors import CraftError
+from specs.model import MAX_LEN_LIMIT
 
 MARGIN = 20.0  # nats: every construction error is pushed below e^-MARGIN
 FP32 = 2.0**-21  # generous float32 rounding per unit of logit magnitude
+FP64 = 2.0**-50  # the same for float64
+FLOAT64_MAGNITUDE = 2.0**1000  # the same for float64 (largest number 2**1024)
+FLOAT32_MAGNITUDE = 2.0**96
+"""The largest logit a float32 model may need: 2**32 below float32's largest number,
+room for the sums and the ``d_head`` scaling of the tensor family's factors."""
 
 _G, _ETA, _V = sp.symbols("G eta V", positive=True)
 DET_BOUND = sp.log(1 + (_V - 1) * sp.exp(-(_G - 2 * _ETA)))
@@ -51,6 +59,9 @@ class Constants:
         ind_step, ind_bos, ind_match, ind_gate: induction head ``D, B0, C_m, K``.
         boost: logit boost ``C_h`` of each deterministic rule (induction included).
         bound: guaranteed max KL(spec || model) per rule name (and ``start``, ``bigram``).
+        dtype: the float type the model must run in (float64 when its logits outgrow
+            float32: tensor-family induction at long max_len).
+        magnitude: the largest logit the model writes.
     """
 
     margin: float
@@ -64,6 +75,8 @@ class Constants:
     ind_gate: float
     boost: dict[str, float]
     bound: dict[str, float]
+    dtype: str = "float32"
+    magnitude: float = 0.0
 
     def table(self) -> list[tuple[str, float]]:
         rows = [
@@ -85,19 +98,21 @@ class Constants:
         return rows
 
 
-def derive(an: Analysis, family: str, n_components: int) -> Constants:
-    """Choose constants bottom-up and evaluate the bounds (see module docstring)."""
+def derive(an: Analysis, family: str, n_components: int, dtype: str | None = None) -> Constants:
+    """Choose constants bottom-up and evaluate the bounds (see module docstring).
+
+    ``dtype`` (None: float32 where it suffices, else float64) sets the rounding the
+    bounds allow for; a dtype beyond :func:`float_limit` is a CraftError.
+    """
     spec = an.spec
     v, n, m = len(spec.vocab), spec.max_len + 1, MARGIN
-    gap = m + math.log(v)
-    dists = list(an.direct) + [r.next for r in an.rules if r.next is not None]
-    frange = max(float(lp.max() - lp.min()) for lp in (log_probs(d, gap) for d in dists))
-    boost: dict[str, float] = {}
-    for h in sorted((r for r in an.rules if r.deterministic), key=lambda r: -r.index):
-        lower = [x for x in an.lower_cofiring(h) if x.deterministic]
-        count = (lambda x: x.max_count(spec.max_len)) if family == "tensor" else (lambda x: 1)
-        boost[h.name] = frange + sum(boost[x.name] * count(x) for x in lower) + gap
-    boost = dict(sorted(boost.items(), key=lambda kv: an.info(kv[0]).index))
+    frange, gap = _ranges(an)
+    try:
+        needs = _largest(an, family, frange, gap)
+    except OverflowError:  # 3**max_len beyond float64
+        needs = math.inf
+    dtype = _dtype(an, family, dtype, needs)
+    boost, huge = _boosts(an, family, frange, gap)
     standard = family == "standard"
     d = m + math.log(n) if standard else 0.0
     c_m = d * spec.max_len + 2 * d
@@ -106,9 +121,12 @@ def derive(an: Analysis, family: str, n_components: int) -> Constants:
     prev = m + math.log(n) + math.log(c_max) if standard else 0.0
     det = 2 * (m + math.log(n) + math.log(c_max)) if standard else 0.0
     leak = 4 * n_components * math.exp(-m) if standard else 0.0
+    rounding = FP32 if dtype == "float32" else FP64
     bound = {}
     for name, magnitude, deterministic in _rows(an, boost, frange + gap):
-        eta = leak + FP32 * 4 * magnitude
+        if name in huge:  # the recency part pays for its own rounding (see _boosts)
+            magnitude = boost[name] - 2 * huge[name]
+        eta = leak + rounding * 4 * magnitude
         expr = DET_BOUND if deterministic else DIST_BOUND
         bound[name] = float(expr.subs({_G: gap, _ETA: eta, _V: v}))
     return Constants(
@@ -123,7 +141,105 @@ def derive(an: Analysis, family: str, n_components: int) -> Constants:
         ind_gate=k,
         boost=boost,
         bound=bound,
+        dtype=dtype,
+        magnitude=needs,
     )
+
+
+def _boosts(an: Analysis, family: str, frange: float, gap: float):
+    """The boost ``C_h`` of every deterministic rule, lowest priority first.
+
+    ``C_h = R_h + G`` with ``R_h = F + sum_l C_l c_l`` over lower deterministic rules that
+    can fire with it (``c_l`` the largest value of l's feature). Tensor family, two
+    changes for induction's recency weights (:func:`~craft.compiler.analysis.recency`):
+    induction's own boost is ``2 (R_h + G)``, because its target's copy coordinate leads
+    every other by only half the earliest weight, at least ``1/2``; and a rule above it
+    adds the induction part ``X = C_ind c_ind`` (exponential in ``max_len``) twice, so
+    its margin ``X + G`` grows with the magnitude it must be read against and the
+    rounding of that part (``8 eps X``) never eats into ``G``. Returns the boosts and,
+    for rules above induction, ``X``.
+    """
+    spec, boost, huge = an.spec, {}, {}
+    for h in sorted((r for r in an.rules if r.deterministic), key=lambda r: -r.index):
+        lower = [x for x in an.lower_cofiring(h) if x.deterministic]
+        if family != "tensor":
+            boost[h.name] = frange + sum(boost[x.name] for x in lower) + gap
+            continue
+        parts = {x.name: boost[x.name] * x.max_count(spec.max_len) for x in lower}
+        rng = frange + sum(parts.values())
+        if h.kind == "induction":
+            boost[h.name] = 2 * (rng + gap)
+            continue
+        extra = sum(v for x, v in parts.items() if an.info(x).kind == "induction")
+        boost[h.name] = rng + extra + gap
+        if extra:
+            huge[h.name] = extra
+    boost = dict(sorted(boost.items(), key=lambda kv: an.info(kv[0]).index))
+    return boost, huge
+
+
+def _peak(r, max_len: int, family: str) -> float:
+    """The largest multiple of its boost a rule's feature writes into the logits."""
+    return r.max_count(max_len) if family == "tensor" else 1.0
+
+
+def _dtype(an: Analysis, family: str, asked: str | None, needs: float) -> str:
+    if needs <= FLOAT32_MAGNITUDE:
+        return asked or "float32"
+    if asked == "float32" or needs > FLOAT64_MAGNITUDE:
+        dtype = asked or "float64"
+        limit = float_limit(an, family, dtype)
+        raise CraftError(
+            f"{dtype} cannot hold this model: its largest logit is {needs:.3g} (tensor-family "
+            f"induction's recency weights grow as 3**max_len); {dtype} holds max_len <= "
+            f"{limit} for this spec, and max_len is {an.spec.max_len}",
+            where="--dtype float32" if asked == "float32" else "max_len",
+            fix="compile with --dtype float64 (the default picks it when needed)"
+            if asked == "float32"
+            else "lower max_len, or compile the standard family",
+        )
+    return "float64"
+
+
+def float_limit(an: Analysis, family: str, dtype: str = "float32") -> int | None:
+    """The largest max_len at which this spec's model still fits ``dtype`` (its largest
+    logit under :data:`FLOAT32_MAGNITUDE` or :data:`FLOAT64_MAGNITUDE`); None when it fits
+    at every length (no tensor-family induction)."""
+    from craft.compiler.analysis import analyse
+
+    ceiling = FLOAT32_MAGNITUDE if dtype == "float32" else FLOAT64_MAGNITUDE
+
+    def fits(max_len: int) -> bool:
+        a = analyse(dataclasses.replace(an.spec, max_len=max_len))
+        frange, gap = _ranges(a)
+        try:
+            return _largest(a, family, frange, gap) <= ceiling
+        except OverflowError:
+            return False
+
+    if family != "tensor" or not any(r.kind == "induction" for r in an.rules):
+        return None
+    lo, hi = 1, MAX_LEN_LIMIT
+    if fits(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _ranges(an: Analysis) -> tuple[float, float]:
+    """``F`` (the largest row range) and ``G`` (the gap) of a spec."""
+    gap = MARGIN + math.log(len(an.spec.vocab))
+    dists = list(an.direct) + [r.next for r in an.rules if r.next is not None]
+    return max(float(lp.max() - lp.min()) for lp in (log_probs(d, gap) for d in dists)), gap
+
+
+def _largest(an: Analysis, family: str, frange: float, gap: float) -> float:
+    """The largest logit the model writes: a boost times the largest feature value."""
+    boost, _ = _boosts(an, family, frange, gap)
+    peaks = [boost[r.name] * _peak(r, an.spec.max_len, family) for r in an.rules if r.deterministic]
+    return max([frange + gap, *peaks])
 
 
 def _rows(an: Analysis, boost: dict[str, float], plain: float):

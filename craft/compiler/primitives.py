@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from craft.compiler.analysis import Analysis, RuleInfo
+from craft.compiler.analysis import Analysis, RuleInfo, recency
 from craft.compiler.constants import Constants
 from craft.compiler.plan import Component, Detector, InductionHead, PrevToken, Readout, TrigramAnd
 from craft.models.layout import BOS_DIR, ONE, Direction
@@ -147,10 +147,15 @@ def induction(c: InductionHead, an: Analysis, k: Constants, tensor: bool) -> Hea
     match beats BOS by ``>= B0`` and every later match by ``>= D``; without a match BOS
     beats everything by ``>= B0``; when a gate (a non-deterministic higher rule that can
     fire here) fires, BOS beats every match by ``>= M``. Tensor: factor 1 the match
-    ``[x_t = prev_s]``, factor 2 ``1 - sum_g fire:g`` (the gate) at every non-BOS key:
-    the output is the sum over ALL earlier occurrences, exact when they were all
-    followed by the same token (a polynomial cannot pick the earliest).
-    OV: ``tok:v -> copy[r]:v``; the unembedding boosts the copied token by ``C_r``.
+    ``[x_t = prev_s]``, factor 2 ``(1 - sum_g fire:g) w(s)`` (the gate times the recency
+    weight ``w(s) = 3**(max_len - s)``, :func:`~craft.compiler.analysis.recency`) at every
+    non-BOS key. A polynomial cannot select the earliest match, but it can outweigh the
+    rest: the copy coordinate of token ``v`` is ``c_v = sum w(s)`` over the matching keys
+    ``s`` that hold ``v``; the earliest match ``e`` gives its follower at least ``w(e)``,
+    and all later matches together at most ``w(e) / 2`` (a geometric series of ratio
+    1/3), so ``c_{x[e]} - c_u >= w(e) / 2 >= 1/2`` for every other token ``u``.
+    OV: ``tok:v -> copy[r]:v``; the unembedding boosts the copied token by ``C_r``, which
+    :func:`~craft.compiler.constants.derive` sets to twice the range it must beat.
     """
     r = an.info(c.rule)
     vocab = an.spec.vocab.tokens
@@ -163,7 +168,8 @@ def induction(c: InductionHead, an: Analysis, k: Constants, tensor: bool) -> Hea
     gate = [Direction("fire", g) for g in c.gates]
     keys = [Direction("pos", s) for s in range(1, an.spec.max_len + 1)]
     if tensor:
-        return HeadCircuit(c.name, match, ov, [({ONE: 1.0, **_ind(gate, -1.0)}, _ind(keys))])
+        weights = {d: recency(d.value, an.spec.max_len) for d in keys}
+        return HeadCircuit(c.name, match, ov, [({ONE: 1.0, **_ind(gate, -1.0)}, weights)])
     step = ({ONE: -k.ind_step}, {d: float(d.value) for d in keys})
     bos = ({ONE: k.ind_bos, **_ind(gate, k.ind_gate)}, {BOS_DIR: 1.0})
     return HeadCircuit(c.name, match + [step, bos], ov)

@@ -382,7 +382,10 @@ def load_model(path: str | Path) -> Transformer:
     header = _header(path)
     model = Transformer(header.config)
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        tensors = load_file(str(path))
+        if any(t.dtype == torch.float64 for t in tensors.values()):
+            model = model.double()  # a model that must run in float64 (meta["dtype"])
+        model.load_state_dict(tensors, strict=True)
     except (RuntimeError, SafetensorError) as e:  # the shapes were checked: a damaged file
         message = f"cannot read the tensors ({str(e)[:200]})"
         raise CraftError(message, where=str(path), fix=REEXPORT) from None

@@ -91,7 +91,7 @@ def test_compile_writes_a_loadable_model_and_prints_bounds(tmp_path, capsys) -> 
 
 def test_compile_json_tensor_family_lists_conditions(tmp_path, capsys) -> None:
     out_path = tmp_path / "toy.safetensors"
-    toy = str(specs.library_path("toy_language"))
+    toy = str(specs.library_path("skip_trigram"))  # a two-anchor window: a stated condition
     code, out, _ = run(capsys, "compile", toy, "-o", str(out_path), "--family", "tensor", "--json")
     assert code == 0
     data = json.loads(out)

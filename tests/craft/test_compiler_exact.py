@@ -138,18 +138,52 @@ def test_toy_language_is_small():
     assert compact.cfg.d_mlp == 0
 
 
-def test_tensor_conditions_are_real():
-    """Where the tensor family says it is not exact, it is not (the check has teeth)."""
-    spec, c = spec_of("toy_language"), compiled("toy_language", "tensor")
-    assert any(x.kind == "followers-agree" for x in c.conditions)
+def earliest_differs(spec, late: bool = False) -> list[int]:
+    """alice followed first by runs, then by sees (a later occurrence), then alice: the
+    spec copies the earliest follower (runs); the direct path (alice -> sees .7) and the
+    later copy pull towards sees. ``late``: the first occurrence sits at the far end of
+    ``max_len``, where the recency weights are smallest."""
     alice, bob, sees, runs = (spec.vocab.index(t) for t in ("alice", "bob", "sees", "runs"))
-    # alice was followed first by runs, later by sees: the earliest wins in the spec, but
-    # the tensor head sums both copies and the direct path (alice -> sees .7) tips it.
-    ctx = [alice, runs, bob, runs, alice, sees, alice]
-    kl, rules = last_kl(spec, c.model, [ctx])
+    filler = [bob, runs] * ((spec.max_len - 8) // 2) if late else []
+    return [*filler, alice, runs, bob, runs, alice, sees, alice]
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_tensor_induction_copies_the_earliest_follower(late: bool) -> None:
+    """The recency weights make the earliest occurrence outweigh every later one."""
+    spec, c = spec_of("toy_language"), compiled("toy_language", "tensor")
+    assert not [x for x in c.conditions if x.kind == "followers-agree"]
+    kl, rules = last_kl(spec, c.model, [earliest_differs(spec, late)])
     assert spec.rule_names()[rules[0]] == "noun-induction"
+    assert kl[0] <= c.constants.bound["noun-induction"]
+
+
+def test_a_too_small_recency_ratio_breaks_induction(monkeypatch) -> None:
+    """With ratio 1.2 the later copies outweigh the earliest: the test has teeth."""
+    import craft.compiler.analysis as analysis
+
+    monkeypatch.setattr(analysis, "RATIO", 1.2)
+    spec = spec_of("toy_language")
+    broken = compile_spec(spec, "tensor")
+    alice, sees, runs = (spec.vocab.index(t) for t in ("alice", "sees", "runs"))
+    ctx = [alice, runs, *[alice, sees] * 6, alice]  # six later copies outweigh the first
+    kl, _ = last_kl(spec, broken.model, [ctx])
     assert kl[0] > 1.0
-    kl_std, _ = last_kl(spec, compiled("toy_language", "standard").model, [ctx])
+    monkeypatch.undo()
+    kl, _ = last_kl(spec, compiled("toy_language", "tensor").model, [ctx])
+    assert kl[0] <= compiled("toy_language", "tensor").constants.bound["noun-induction"]
+
+
+def test_compact_tensor_conditions_are_real():
+    """Where the compact tensor family says it is not exact, it is not."""
+    spec, c = spec_of("induction"), compiled("induction", "compact-tensor")
+    assert any(x.kind == "followers-agree" for x in c.conditions)
+    a, x, y = 0, 1, 2  # alpha, beta, gamma: the induction rule is on every token
+    ctx = [a, x, a, y, a, y, a]  # earliest follower x; two later copies of y
+    kl, rules = last_kl(spec, c.model, [ctx])
+    assert spec.rule_names()[rules[0]] == "induction"
+    assert kl[0] > 1.0
+    kl_std, _ = last_kl(spec, compiled("induction", "standard").model, [ctx])
     assert kl_std[0] <= 1e-6
 
 
