@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from craft.compiler import analyse
-from craft.compiler.conditions import condition_mask, tensor_conditions
+from craft.compiler.conditions import condition_mask, stated
 from craft.models import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
@@ -283,7 +283,7 @@ def exact_region(model: Transformer, spec: Spec, tokens: np.ndarray) -> np.ndarr
     if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
         return None
     an = analyse(spec)
-    return condition_mask(tensor_conditions(an), an, tokens)
+    return condition_mask(stated(an, model.meta), an, tokens)
 
 
 def evaluate(

@@ -29,7 +29,7 @@ import torch
 from hypothesis import strategies as st
 
 from craft.compiler import all_hold, analyse
-from craft.compiler.conditions import tensor_conditions
+from craft.compiler.conditions import stated
 from craft.models import Transformer, component_records, load_model
 from specs.model import Induction, Spec, Trigram
 from specs.sample import sample
@@ -382,7 +382,7 @@ def _region(model: Transformer, spec: Spec):
     if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
         return lambda ctx: True
     an = analyse(spec)
-    conds = tensor_conditions(an)
+    conds = stated(an, model.meta)
     return lambda ctx: all_hold(conds, an, list(ctx))
 
 

@@ -77,6 +77,14 @@ def tensor_conditions(an: Analysis, earliest: bool = False) -> tuple[Condition, 
     return tuple(dict.fromkeys(out))
 
 
+def stated(an: Analysis, meta: dict) -> tuple[Condition, ...]:
+    """The conditions a compiled tensor model states (``meta["conditions"]``, their
+    descriptions), as Condition objects to evaluate: each compiler states its own (the
+    one-hot compiler no ``followers-agree``, the compact one with it)."""
+    said = set(meta.get("conditions") or ())
+    return tuple(c for c in tensor_conditions(an) if c.describe() in said)
+
+
 def _counts(r) -> bool:
     return r.kind == "skip_bigram" and r.window[1] > r.window[0]
 

@@ -75,3 +75,17 @@ def test_float32_beyond_the_limit_is_one_line(tmp_path, capsys) -> None:
     code, _, err = run(capsys, *argv)
     error_line(code, err, "--dtype float32", f"max_len <= {limit()}", "max_len is 128")
     assert not out.exists()
+
+
+def test_verify_reads_the_conditions_each_model_states() -> None:
+    """The one-hot tensor compiler states no followers-agree, the compact one does:
+    ``stated`` gives each model's own, for eval and check to mask with."""
+    from craft.compiler.compact import compile_compact, prepare
+    from craft.compiler.conditions import stated
+
+    spec = specs.load_library("induction")
+    one_hot = compile_spec(spec, "tensor").model
+    compact = compile_compact(spec, prepare(spec, family="tensor").need.smallest(), "tensor")
+    an = analyse(spec)
+    assert stated(an, one_hot.meta) == ()
+    assert [c.kind for c in stated(an, compact.model.meta)] == ["followers-agree"]
