@@ -120,9 +120,10 @@ def summary(d: Diff, width: int = WIDTH) -> str:
     ablations = _rich_table("ablation (excess loss rise, nats)", header, effects, True)
     direct = "n/a (crafted is constant)" if d.direct is None else f"{d.direct:.3f}"
     rows = []
-    for rule, a in {**d.crafted.rules, "overall": d.crafted.overall}.items():
-        b = d.trained.rules.get(rule, d.trained.overall)
-        agree = d.agreement.get(rule, float("nan"))
+    overall = (d.crafted.overall, d.trained.overall, d.agreement_overall)
+    per_rule = [(r, a, d.trained.rules.get(r, d.trained.overall), d.agreement.get(r, float("nan")))
+                for r, a in d.crafted.rules.items()]  # fmt: skip
+    for rule, a, b, agree in [*per_rule, ("(every position)", *overall)]:
         rows.append((rule, f"{a.kl:.4f}", f"{b.kl:.4f}", f"{a.accuracy:.3f}",
                      f"{b.accuracy:.3f}", f"{agree:.4f}"))  # fmt: skip
     header = ("rule", "excess crafted", "excess trained", "acc crafted", "acc trained",

@@ -193,8 +193,8 @@ def write_html(page: Page, path: str | Path) -> Path:
 def _rule_rows(result: dict, bounds: dict) -> tuple[list[list[Any]], list[str]]:
     """Per-rule rows of an evaluation's JSON; a row over its stated bound is marked."""
     rows, classes = [], []
-    for rule, s in [*result["rules"].items(), ("overall", result["overall"])]:
-        bound = bounds.get(rule)
+    every = [(rule, s, bounds.get(rule)) for rule, s in result["rules"].items()]
+    for rule, s, bound in [*every, ("(every position)", result["overall"], None)]:
         rows.append([rule, s["n"], _f(s["ce"], 3), _f(s["entropy"], 3), _f(s["kl"]),
                      f"{s['max_kl']:.2e}", _f(s["accuracy"], 3),
                      "-" if bound is None else f"{bound:.1e}"])  # fmt: skip
@@ -288,11 +288,13 @@ def _component_rows(d: Diff) -> list[list[Any]]:
 
 def _behaviour_rows(d: Diff) -> list[list[Any]]:
     rows = []
-    mine = {**d.crafted.rules, "overall": d.crafted.overall}
-    for rule, a in mine.items():
-        b = d.trained.rules.get(rule, d.trained.overall) if rule != "overall" else d.trained.overall
+    for rule, a in d.crafted.rules.items():
+        b = d.trained.rules.get(rule, d.trained.overall)
         rows.append([rule, a.n, _f(a.kl), _f(b.kl), _f(a.accuracy, 3), _f(b.accuracy, 3),
                      _f(d.agreement.get(rule))])  # fmt: skip
+    a, b = d.crafted.overall, d.trained.overall
+    rows.append(["(every position)", a.n, _f(a.kl), _f(b.kl), _f(a.accuracy, 3),
+                 _f(b.accuracy, 3), _f(d.agreement_overall)])  # fmt: skip
     return rows
 
 
