@@ -75,6 +75,11 @@ def test_gauge_copy_all_found(name, family):
     for c in d.components:
         assert c.verdict == "found", c.match.component.name
         assert abs(c.match.similarity - 1) < 1e-6
+    if model.meta.get("float32_limit") is not None:
+        # tensor induction's recency weights span 3**max_len (6e14 here): a rotated copy
+        # mixes them into every coordinate and rounds the small logits away, even in
+        # float64, so only the (gauge-invariant) circuit comparison is exact
+        return
     assert all(v < 1e-9 for v in d.agreement.values())
 
 
