@@ -78,7 +78,11 @@ def test_ctrl_c_in_training_keeps_the_log_and_complete_checkpoints(
     monkeypatch.setattr(loop, "_step", interrupted_at_five)
     out = tmp_path / "m.safetensors"
     argv = ["train", BIGRAM, "-o", out, *TINY, "--steps", "20"]
-    code, _, err = run(capsys, *argv, "--eval-every", "2", "--save-every", "2")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own
+    try:
+        code, _, err = run(capsys, *argv, "--eval-every", "2", "--save-every", "2")
+    finally:
+        signal.signal(signal.SIGINT, before)
     line = _one_line(err, code, 130, "craft: interrupted (Ctrl-C); ")
     assert "stopped at step 5 of 20; the model was not written" in line
     assert "the log" in line and "(to step 4)" in line and "3 complete checkpoints" in line
