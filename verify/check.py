@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from craft.compiler import all_hold, analyse
 from craft.compiler.conditions import stated
 from craft.models import Transformer, component_records, load_model
-from specs.model import Induction, Spec, Trigram
+from specs.model import Bigram, Induction, Spec, Trigram
 from specs.sample import sample
 from specs.targeted import contexts_for_rule
 from verify import batched
@@ -81,7 +81,7 @@ class _Probe:
     values: object  # Callable[[list[list[int]]], np.ndarray]
     threshold: float
     sweep: Sweep | None = None  # the same items drawn in bulk (verify.sweep)
-    answers: set = field(default_factory=set)  # distinct expected answers seen
+    answers: set = field(default_factory=set)  # distinct expected distributions seen
     patch: dict | None = None  # ablation: the hooks that ablate the head
 
 
@@ -96,7 +96,7 @@ def _kl_probe(model, spec, c: Claim, body: RuleHolds, where) -> _Probe:
     def values(batch):
         p, _ = batched.truth_at(spec, batch)
         logq = batched.model_logprobs(model, spec, batch)
-        probe.answers.update(int(a) for a in p.argmax(-1))
+        probe.answers.update(row.tobytes() for row in p)  # distinct distributions
         if body.argmax:
             return (p[np.arange(len(batch)), logq.argmax(-1)] < p.max(-1) - 1e-12).astype(float)
         return batched.kl(p, logq)
@@ -430,17 +430,24 @@ def _shown(c: Claim, v: float) -> float:
 
 def _trivial(c: Claim, probe: _Probe, spec: Spec) -> tuple[str, ...]:
     """Warn when every generated context had the same answer although the rule's answer
-    varies with the context (a rule with one fixed answer is constant by definition)."""
-    name = getattr(c.body, "rule", None)
-    rule = next((r for r in spec.rules if r.name == name), None)
-    # a rule with one fixed answer is constant by definition; `start` has one context
-    fixed = name == "start" or (rule is not None and hasattr(rule, "next"))
-    if isinstance(c.body, RuleHolds) and len(probe.answers) == 1 and not fixed:
+    varies with the context (a rule with one possible answer is constant by definition:
+    ``start``, a trigram or skip-bigram, a bigram whose rows are all the same)."""
+    if isinstance(c.body, RuleHolds) and len(probe.answers) == 1 and not _fixed(spec, c.body.rule):
         return (
             f"{c.name}: the expected answer was the same on every generated context, so a "
             "model that always says it would pass; add contexts where the answer varies",
         )
     return ()
+
+
+def _fixed(spec: Spec, name: str) -> bool:
+    """Whether rule ``name`` has one possible next-token distribution."""
+    if name == "start":
+        return True
+    rule = next(r for r in spec.rules if r.name == name)
+    if isinstance(rule, Bigram):
+        return len({dist for _, dist in rule.table}) == 1
+    return not isinstance(rule, Induction)
 
 
 def _statistical(model, spec, c: Claim, examples: int, seed_: int, where) -> Result:
