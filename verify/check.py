@@ -6,7 +6,13 @@ the Tracr agreement check shares. Each example Hypothesis proposes is a *batch* 
 contexts, evaluated in one forward pass; a failing batch shrinks (Hypothesis deletes
 elements, shortens lists, lowers token ids) to one minimal context: the shortest with
 the fewest distinct tokens. ``target()`` steers the search towards the worst violation,
-runs are seeded, and a replay database re-checks last run's counterexample first.
+runs are seeded, and a replay database re-checks last run's counterexample first; its
+entries are keyed by the model's digest, the spec, the claim, the seed and the budget
+(:mod:`verify.replay`), so the verdict depends on those alone. Contexts span every
+length up to ``max_len`` and include every rule's boundary contexts
+(:mod:`specs.nearmiss`); each result says what it compared, which way it fails, the
+distinct contexts and lengths it covered, and, for a head role, the behavioural effect
+at its counterexample (:mod:`verify.results`).
 When Hypothesis finds nothing, the probe's :class:`verify.sweep.Sweep` checks
 ``SWEEP_PER_EXAMPLE`` times as many contexts (or pairs) again, drawn in bulk under the
 same conditions: breadth at thousands of contexts per second, where Hypothesis gives a

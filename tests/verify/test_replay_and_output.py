@@ -115,3 +115,24 @@ def test_shrink_reaches_the_brute_force_minimum(seed):
     start = next(c for c in (rng.integers(0, 4, size=30).tolist() for _ in range(10_000)) if bad(c))
     got, _ = shrink(start, lambda b: np.array([bad(c) for c in b]), lambda c: True, alphabet=4)
     assert got == best
+
+
+def test_craft_check_no_replay_creates_no_folder(tmp_path, monkeypatch, capsys):
+    """`craft check --no-replay` (issue 11): nothing appears in the working folder, not
+    even Hypothesis' own `.hypothesis/`; the JSON says what each claim compares."""
+    import json
+
+    from craft.cli import main
+    from craft.models import save_model
+
+    model = tmp_path / "m.safetensors"
+    save_model(compile_spec(spec_of("bigram"), "standard").model, model)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["check", str(model), "--spec", str(specs.library_path("bigram"))]
+    assert main([*argv, "--examples", "20", "--no-replay", "--json"]) == 0
+    assert os.listdir(work) == []
+    out = json.loads(capsys.readouterr().out)["claims"]
+    assert out and all(" <= max " in c["compares"] for c in out if c["kind"] == "rule_holds")
+    assert all(c["coverage"]["distinct"] == c["examples"] for c in out if c["coverage"])
