@@ -150,7 +150,9 @@ def _boosts(an: Analysis, family: str, frange: float, gap: float):
     """The boost ``C_h`` of every deterministic rule, lowest priority first.
 
     ``C_h = R_h + G`` with ``R_h = F + sum_l C_l c_l`` over lower deterministic rules that
-    can fire with it (``c_l`` the largest value of l's feature). Tensor family, two
+    can fire with it (``c_l`` the largest value of l's feature). Tensor family: ``R_h`` is
+    multiplied by the largest anchor count of a lower non-deterministic skip-bigram that
+    can fire with it (:func:`_readout_count`: its readout writes once per anchor), and two
     changes for induction's recency weights (:func:`~craft.compiler.analysis.recency`):
     induction's own boost is ``2 (R_h + G)``, because its target's copy coordinate leads
     every other by only half the earliest weight, at least ``1/2``; and a rule above it
@@ -166,7 +168,7 @@ def _boosts(an: Analysis, family: str, frange: float, gap: float):
             boost[h.name] = frange + sum(boost[x.name] for x in lower) + gap
             continue
         parts = {x.name: boost[x.name] * x.max_count(spec.max_len) for x in lower}
-        rng = frange + sum(parts.values())
+        rng = (frange + sum(parts.values())) * _readout_count(an, h)
         if h.kind == "induction":
             boost[h.name] = 2 * (rng + gap)
             continue
@@ -176,6 +178,22 @@ def _boosts(an: Analysis, family: str, frange: float, gap: float):
             huge[h.name] = extra
     boost = dict(sorted(boost.items(), key=lambda kv: an.info(kv[0]).index))
     return boost, huge
+
+
+def _readout_count(an: Analysis, h) -> float:
+    """How many times a lower non-deterministic rule's readout can write below ``h``
+    (tensor family): its fire feature counts anchors, and the readout writes its row
+    ``read:r - tok:v`` and its cancels ``-fire:l`` that many times, so the range ``h``
+    must beat grows by that factor."""
+    counts = [
+        x.max_count(an.spec.max_len)
+        for x in an.rules
+        if x.index > h.index
+        and not x.deterministic
+        and x.kind == "skip_bigram"
+        and an.can_cofire(h, x)
+    ]
+    return max([1.0, *counts])
 
 
 def _peak(r, max_len: int, family: str) -> float:

@@ -89,3 +89,14 @@ def test_verify_reads_the_conditions_each_model_states() -> None:
     an = analyse(spec)
     assert stated(an, one_hot.meta) == ()
     assert [c.kind for c in stated(an, compact.model.meta)] == ["followers-agree"]
+
+
+def test_a_two_anchor_readout_below_a_boost_cannot_outweigh_it() -> None:
+    """skip_trigram: red-ask (deterministic) fires over blue-cue, whose readout writes
+    once per blue in its window; the boost is scaled by that count (was KL 0.69)."""
+    spec = specs.load_library("skip_trigram")
+    c = compile_spec(spec, "tensor")
+    red, blue, ask = (spec.vocab.index(t) for t in ("red", "blue", "ask"))
+    kl, rules = last_kl(spec, c.model, [[red, blue, blue, ask], [red, blue, ask]])
+    assert [spec.rule_names()[r] for r in rules] == ["red-ask", "red-ask"]
+    assert (kl <= c.constants.bound["red-ask"]).all()
