@@ -52,9 +52,8 @@ from verify.behaviour import at_context, check_finite, check_fit, evaluate
 from verify.check import check_all
 from verify.claims import check_model, load_claims
 from verify.defaults import default_claims, for_trained, retarget
+from verify.replay import replay_dir
 from verify.tracr_check import check as tracr_check
-
-REPLAY_DIR = ".craft/hypothesis"  # craft check and craft tracr re-check failures from here
 
 DEFAULT_MAX_KL = 1e-3  # --smallest: the bound every rule must meet
 EXIT_USAGE = 2  # every user error: bad arguments, bad spec, unreadable or unwritable file
@@ -282,7 +281,9 @@ def _claims(args: argparse.Namespace, model, spec) -> tuple:
     _circuit_fits(crafted, spec, args.like or args.model)
     claims = default_claims(crafted, spec)
     if args.like:
-        claims = retarget(claims, crafted, model, spec, seed=args.seed)
+        claims = retarget(
+            claims, crafted, model, spec, seed=args.seed, keep_thresholds=args.keep_thresholds
+        )
     if args.tolerance is not None or args.fraction is not None:
         claims = for_trained(claims, args.tolerance or 0.0, args.fraction)
     return claims
@@ -301,7 +302,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             where=args.model,
             fix="pass --claims FILE (the model has no crafted components to derive claims from)",
         )
-    database = None if args.no_replay else REPLAY_DIR
+    database = None if args.no_replay else (args.replay_dir or str(replay_dir()))
     results = check_all(
         model,
         spec,
@@ -325,6 +326,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         console = _console()
         console.print(check_table(results))
+        for r in results:  # a failure's comparison, coverage and effect; a loosened bound
+            lines = r.lines()[1:] if not r.passed else [f"{r.name}: loosened: {r.loosened}"]
+            for line in lines if (not r.passed or r.loosened) else []:
+                console.print(line, soft_wrap=True)
         failed = [r for r in results if not r.passed]
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if any(not r.passed for r in results) else 0
@@ -438,7 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="contexts drawn in bulk after Hypothesis (default: 4 x --examples; 0: none)",
     )
     p.add_argument("--seed", type=int_at_least(0), default=0, help="search seed")
-    p.add_argument("--no-replay", action="store_true", help="do not use .craft/hypothesis")
+    p.add_argument(
+        "--replay-dir",
+        help="replay store (default: $CRAFT_CACHE_DIR/replay, else $XDG_CACHE_HOME/craft/replay, "
+        "else ~/.cache/craft/replay)",
+    )
+    p.add_argument("--no-replay", action="store_true", help="no replay store")
+    p.add_argument(
+        "--keep-thresholds",
+        action="store_true",
+        help="with --like: keep the crafted head-role scores (default: lowered to 0.3, "
+        "printed with each claim)",
+    )
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("inspect", help="describe a model file")
@@ -449,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in sub.choices.values():
         p.add_argument("--json", action="store_true", help="print one JSON document instead")
     # these declare their own --json; craft tracr checks with verify's Hypothesis search
-    tracr_cli.add_parser(sub, check=tracr_check, replay_dir=REPLAY_DIR).set_defaults(
+    tracr_cli.add_parser(sub, check=tracr_check, replay_dir=str(replay_dir())).set_defaults(
         run=guarded(tracr_cli.run, tracr_paths)
     )
     import_cli.add_parser(sub).set_defaults(run=guarded(import_cli.run, import_paths))

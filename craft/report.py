@@ -210,20 +210,18 @@ def over_bound(evaluation: dict[str, Any], bounds: dict[str, float]) -> list[str
 
 
 def check_table(results) -> Table:
-    """One row per claim: verdict, the figure against its threshold, the counterexample."""
+    """One row per claim: verdict, what it compares (which way it fails), how many
+    distinct contexts it scored, the counterexample."""
     table = Table(title="claims", title_justify="left")
-    for col in ("claim", "kind", "result", "value", "threshold", "examples", "counterexample"):
-        table.add_column(
-            col, justify="right" if col in ("value", "threshold", "examples") else "left"
-        )
+    for col in ("claim", "kind", "result", "compares", "distinct contexts", "counterexample"):
+        table.add_column(col, justify="right" if col == "distinct contexts" else "left")
     for r in results:
         example = " ".join(r.counterexample) if r.counterexample is not None else ""
         table.add_row(
             r.name,
             r.kind,
             "pass" if r.passed else "FAIL",
-            f"{r.value:.4g}",
-            f"{r.threshold:.4g}",
+            r.comparison(),
             str(r.examples),
             example or ("(BOS only)" if r.counterexample == [] else ""),
         )

@@ -14,3 +14,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _replay_store(tmp_path_factory):
+    """craft check and craft tracr keep their replay store in the user's cache; tests
+    keep theirs in a temporary folder (``CRAFT_CACHE_DIR``)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CRAFT_CACHE_DIR", str(tmp_path_factory.mktemp("craft-cache")))
+    yield
+    mp.undo()

@@ -97,17 +97,18 @@ def test_cli_reports_a_failure_with_exit_code_1(capsys) -> None:
 
 
 def test_front_door_searches_with_the_replay_database(tmp_path: Path, monkeypatch, capsys) -> None:
-    """``craft tracr`` through ``craft.cli`` uses ``.craft/hypothesis`` like ``craft check``:
+    """``craft tracr`` through ``craft.cli`` uses the replay store like ``craft check``:
     the second run re-checks the stored minimal failure first."""
     from craft.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRAFT_CACHE_DIR", str(tmp_path / "cache"))
     argv = ["tracr", "lib:length", "--max-len", "10", "--json", "--samples", "60"]
     runs = []
     for _ in range(2):
         assert main(argv) == tracr_cli.EXIT_DISAGREE
         runs.append(json.loads(capsys.readouterr().out))
-    assert any((tmp_path / ".craft" / "hypothesis").iterdir())
+    assert any((tmp_path / "cache" / "replay").iterdir())
     assert runs[1]["failures"][0] == runs[0]["failures"][0]
     assert runs[0]["found_after"] > 1 and runs[1]["found_after"] == 1
     assert main([*argv, "--no-replay"]) == tracr_cli.EXIT_DISAGREE
