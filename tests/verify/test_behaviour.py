@@ -187,6 +187,28 @@ def test_tensor_evaluation_reports_where_exact():
     assert result.where_exact.overall.n < result.overall.n
     for name, stats in result.where_exact.rules.items():
         assert stats.max_kl <= tensor.meta["bounds"][name], name
-    assert max(s.max_kl for s in result.rules.values()) > 1e-3  # outside: really inexact
+    # outside the condition it is really inexact: two anchors double the readout
+    twice = specs.parse_spec(TWO_ANCHORS, "two.yaml")
+    model = compile_spec(twice, "tensor").model
+    a, c = twice.vocab.index("a"), twice.vocab.index("c")
+    bos = len(twice.vocab)
+    two, _ = kl_per_position(model, twice, np.array([[bos, a, a, c]]))
+    one, _ = kl_per_position(model, twice, np.array([[bos, a, c]]))
+    assert two[0, -1] > 1e-3 and one[0, -1] <= model.meta["bounds"]["skip"]
     standard = evaluate(compile_spec(spec, "standard").model, spec, n_seqs=20)
     assert standard.where_exact is None and "where_exact" not in standard.to_json()
+
+
+TWO_ANCHORS = """\
+format: craft-spec/1
+name: two-anchors
+vocab: {K: [a], C: [c], A: [x, y, z]}
+max_len: 6
+start: {K: 1}
+rules:
+  - name: skip
+    skip_bigram: {anchor: a, cue: c, window: [1, 3], next: {x: 0.5, y: 0.5}}
+  - bigram:
+      c: {x: 0.7, y: 0.1, z: 0.2}
+      "*": {K: 0.3, C: 0.4, A: 0.3}
+"""
