@@ -64,3 +64,16 @@ def fraction(text: str) -> float:
     if value is None or not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"expected a fraction 0 < p <= 1, got {text!r}")
     return value
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` that appends ``(default: X)`` to every option with a default worth
+    stating (not None, not False: those say their meaning in their help text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or not action.option_strings:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from craft import export_cli, import_cli
-from craft.argtypes import fraction, int_at_least, positive_float
+from craft.argtypes import DefaultsHelpFormatter, fraction, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
 from craft.interrupts import interrupted_line, signals_as_interrupts
@@ -71,6 +71,18 @@ def _console() -> Console:
     # markup: names from specs and files may contain brackets ("copy[rule]").
     width = None if sys.stdout.isatty() else 120
     return Console(file=sys.stdout, markup=False, highlight=False, width=width)
+
+
+def _emit(command: str, obj: dict, *, model: str | None = None, spec=None) -> None:
+    """Print one ``--json`` document in the convention of every craft command: a format
+    tag (``craft-<command>/1``), the model file and the spec (``{name, sha256}``) it
+    concerns, then the result."""
+    head: dict[str, Any] = {"format": f"craft-{command}/1"}
+    if model is not None:
+        head["model"] = model
+    if spec is not None:
+        head["spec"] = {"name": spec.name, "sha256": spec.sha256}
+    _print_json(head | obj)
 
 
 def _print_json(obj: Any) -> None:
@@ -137,11 +149,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         compiled = compile_spec(spec, args.family, args.dtype)
         model, what = compiled.model, f"{compiled.plan.n_layers} layers"
     save_model(model, args.output)
-    summary = {"output": args.output, **model_summary(model)}
+    summary = model_summary(model)
     if curve is not None:
         summary["searched"] = [c.to_json() for c in curve]
     if args.json:
-        _print_json(summary)
+        _emit("compile", summary, model=args.output, spec=spec)
         return 0
     console = _console()
     if curve is not None:
@@ -181,7 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.html:
         html_report.write_eval_report(model, spec, evaluation, args)
     if args.json:
-        _print_json(result)
+        _emit("eval", result, model=args.model, spec=spec)
         return 0
     bounds = dict(model.meta.get("bounds") or {})
     console = _console()
@@ -221,7 +233,9 @@ def _eval_context(model, spec, args: argparse.Namespace) -> int:
         _warn(f"{args.model}: the model's output after this context is NaN or inf")
     bound = (model.meta.get("bounds") or {}).get(report.rule)
     if args.json:
-        _print_json({**report.to_json(), "bound": bound})
+        got = report.to_json()  # "spec"/"model" are distributions here: named apart
+        got |= {"expected": got.pop("spec"), "predicted": got.pop("model"), "bound": bound}
+        _emit("eval-context", got, model=args.model, spec=spec)
         return 0
     console = _console()
     shown = " ".join(report.context) or "(BOS only)"
@@ -240,8 +254,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     require("sampling", sample_bytes(spec, args.n, length), "pass a smaller -n or --length")
     tokens, rule_ids = sample(spec, args.n, length, args.seed)
     names = spec.rule_names()
-    if args.json:  # one JSON document, one sequence a line, printed as it is made
-        print("[")
+    if args.json:  # one JSON object, one sequence a line, printed as it is made
+        head = {"format": "craft-sample/1", "spec": {"name": spec.name, "sha256": spec.sha256}}
+        head |= {"seed": args.seed, "length": length}
+        print(json.dumps(head)[:-1] + ', "sequences": [')
     for i, (row, rules) in enumerate(zip(tokens, rule_ids, strict=True)):
         words = spec.vocab.decode(row[1:])
         if args.json:
@@ -250,7 +266,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         else:
             print(" ".join(words))
     if args.json:
-        print("]")
+        print("]}")
     return 0
 
 
@@ -322,7 +338,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"are corrupt); {len(diverged)} claims fail with a non-finite value"
         )
     if args.json:
-        _print_json({"claims": [r.to_json() for r in results]})
+        _emit("check", {"claims": [r.to_json() for r in results]}, model=args.model, spec=spec)
     else:
         console = _console()
         console.print(check_table(results))
@@ -339,7 +355,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     summary = {"file": args.model, **model_summary(model, directions=args.directions)}
     if args.json:
-        _print_json(summary)
+        _emit("inspect", summary, model=args.model)
         return 0
     console = _console()
     console.print(f"model file {args.model}")
@@ -472,7 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_parser(sub)
     export_cli.add_parser(sub)
     diff_cli.add_parser(sub)
-    for command in sub.choices.values():  # every subcommand: the memory limit
+    for command in sub.choices.values():  # every subcommand: defaults shown, plain text
+        command.formatter_class = DefaultsHelpFormatter
+        if command.description:
+            command.description = command.description.replace("``", "`")
         command.add_argument(
             "--max-memory",
             type=parse_size,

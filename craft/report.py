@@ -25,7 +25,7 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
         directions: also list every named residual direction (``"tok:alice"``, ...).
 
     Returns:
-        A JSON-ready dict with keys ``family``, ``config``, ``n_params``, ``layout``
+        A JSON-ready dict with keys ``family``, ``config``, ``params``, ``layout``
         (``[{"name", "size"}]`` or None), ``spec``, ``compiler``, ``components``,
         ``constants``, ``bounds``, ``conditions`` (each None/empty when unknown) and,
         with ``directions``, ``directions``.
@@ -35,7 +35,7 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
     out: dict[str, Any] = {
         "family": model.cfg.family,
         "config": model.cfg.to_json(),
-        "n_params": model.n_params(),
+        "params": model.n_params(),
         "layout": (
             [{"name": name, "size": size} for name, size in layout.describe()]
             if layout is not None
@@ -87,7 +87,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         ("n_ctx", cfg["n_ctx"]),
         ("vocab in / out", f"{cfg['n_vocab']} / {cfg['n_out']}"),
         ("positions", cfg["positions"]),
-        ("parameters", f"{s['n_params']:,}"),
+        ("parameters", f"{s['params']:,}"),
         ("runs in", s.get("dtype", "float32")),
     ]:
         t.add_row(key, str(value))

@@ -57,7 +57,12 @@ def add_parser(
         "--max-len", type=positive_int, required=True, help="longest input, BOS excluded"
     )
     p.add_argument("-o", "--output", help="write the model here (.safetensors)")
-    p.add_argument("--family", choices=("standard", "tensor"), default="standard")
+    p.add_argument(
+        "--family",
+        choices=("standard", "tensor"),
+        default="standard",
+        help="tensor: a bilinear model, for programs in its fragment",
+    )
     p.add_argument(
         "--mlp-exactness",
         type=float_in(0, MAX_MLP_EXACTNESS),
@@ -206,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
     output = args.output if result.passed or args.write_failing else None
     if output:
         model.save(output)
-    obj = {**report(model, result, seconds), "written": output}
+    head = {"format": "craft-tracr/1", "program": args.program, "model": output}
+    obj = head | report(model, result, seconds)
     if args.json:
         print(json.dumps(obj, indent=2))
     else:

@@ -29,7 +29,7 @@ import torch
 from craft.argtypes import int_at_least, positive_float
 from craft.paths import PathArg, refuse_overwrites
 from craft.train.config import TrainConfig
-from craft.train.loop import run_dir_for, train
+from craft.train.loop import resolve_device, run_dir_for, train
 from craft.train.plot import plot_records
 from specs.errors import CraftError
 from specs.load import load_spec
@@ -45,10 +45,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
-    p.add_argument("--family", choices=("standard", "tensor"), default="standard")
-    p.add_argument("--layers", type=int_at_least(1), default=d.n_layers)
-    p.add_argument("--heads", type=int_at_least(1), default=d.n_heads)
-    p.add_argument("--d-model", type=int_at_least(1), default=d.d_model)
+    p.add_argument(
+        "--family", choices=("standard", "tensor"), default="standard", help="model family"
+    )
+    p.add_argument("--layers", type=int_at_least(1), default=d.n_layers, help="layers")
+    p.add_argument("--heads", type=int_at_least(1), default=d.n_heads, help="heads a layer")
+    p.add_argument("--d-model", type=int_at_least(1), default=d.d_model, help="residual width")
     p.add_argument("--d-head", type=int_at_least(1), help="default d_model / heads")
     p.add_argument("--d-mlp", type=int_at_least(0), default=d.d_mlp, help="0: attention-only")
     p.add_argument(
@@ -56,15 +58,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=("learned", "rotary"),
         help="default: rotary for the tensor family, learned for the standard one",
     )
-    p.add_argument("--steps", type=int_at_least(1), default=d.steps)
+    p.add_argument("--steps", type=int_at_least(1), default=d.steps, help="optimizer steps")
     p.add_argument("--batch", type=int_at_least(1), default=d.batch, help="sequences a step")
     p.add_argument("--length", type=int_at_least(1), help="tokens a sequence (128 or max_len)")
     p.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate")
     p.add_argument("--warmup", type=int_at_least(0), help="warm-up steps (5%% of steps)")
-    p.add_argument("--seed", type=int_at_least(0), default=d.seed)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    p.add_argument("--eval-every", type=int_at_least(1), help="steps between log records")
-    p.add_argument("--eval-batch", type=int_at_least(1), default=d.eval_batch)
+    p.add_argument("--seed", type=int_at_least(0), default=d.seed, help="data and init seed")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=d.device, help="auto: cuda if any"
+    )
+    p.add_argument(
+        "--eval-every", type=int_at_least(1), help="steps between log records (max(10, steps/50))"
+    )
+    p.add_argument(
+        "--eval-batch", type=int_at_least(1), default=d.eval_batch, help="sequences an evaluation"
+    )
     p.add_argument(
         "--save-every",
         type=int_at_least(0),
@@ -77,13 +85,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=d.qk_control,
         help="tensor family: bound the bilinear Q/K weight norms",
     )
-    p.add_argument("--qk-init", type=positive_float, default=d.qk_init)
+    p.add_argument(
+        "--qk-init", type=positive_float, default=d.qk_init, help="tensor family: Q/K init scale"
+    )
     p.add_argument("--qk-max-norm", type=positive_float, help="per-head clamp bound")
-    p.add_argument("--qk-penalty", type=positive_float, default=d.qk_penalty)
+    p.add_argument(
+        "--qk-penalty", type=positive_float, default=d.qk_penalty, help="penalty weight"
+    )
     p.add_argument("--log", help="JSONL log (default OUT.log.jsonl)")
     p.add_argument("--plot", help="loss-curve PNG (default OUT.loss.png; 'none' to skip)")
     p.add_argument(
-        "--threads", type=int_at_least(1), help="torch CPU threads (1 is fastest for tiny models)"
+        "--threads",
+        type=int_at_least(1),
+        help="torch CPU threads (default on the CPU: 1, the fastest for models this small)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
@@ -152,8 +166,18 @@ def run(args: argparse.Namespace) -> int:
     _refuse_overwrites(args, output, log, plot)
     cfg = config_from_args(args)
     spec = load_spec(args.spec)
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    threads = getattr(args, "threads", None)
+    if threads is None and resolve_device(cfg.device).type == "cpu":
+        threads = 1  # tiny models: the thread pool costs more than it gives
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return _run(args, cfg, spec, output, log, plot)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(args, cfg, spec, output: Path, log: Path, plot: Path | None) -> int:
     progress = None if args.no_progress else _Progress(cfg.steps)
     try:
         result = train(
@@ -176,15 +200,16 @@ def run(args: argparse.Namespace) -> int:
     excess = result.final_excess
     rules = {k: v for k, v in excess.items() if k != "overall"}
     summary = {
-        "output": str(output),
-        "spec": spec.name,
+        "format": "craft-train/1",
+        "model": str(output),
+        "spec": {"name": spec.name, "sha256": spec.sha256},
         "family": cfg.family,
         "steps": result.config.steps,
         "wall_s": round(result.wall_s, 2),
         "s_per_step": round(result.wall_s / result.config.steps, 4),
         "device": result.device,
         "params": result.model.n_params(),
-        "final_excess": excess,
+        "kl": {"rules": rules, "overall": excess.get("overall")},  # final excess loss
         "log": str(log),
         "plot": str(plot) if plot else None,
         "run_dir": str(run_dir_for(output)) if cfg.save_every else None,

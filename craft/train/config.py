@@ -48,7 +48,8 @@ class TrainConfig:
         weight_decay, grad_clip, betas: AdamW and clipping settings (``grad_clip`` 0: off).
         seed: the run seed; init, every batch and the eval set derive from it.
         device: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
-        eval_every: steps between evaluations (log lines); ``None`` means steps // 50.
+        eval_every: steps between evaluations (log lines); ``None`` means ``max(10, steps //
+            50)`` (an evaluation costs several steps: a short run must not evaluate each).
         eval_batch: sequences in the fixed held-out evaluation set.
         save_every: write a checkpoint every N steps (0: none).
         qk_init: tensor family: scale of W_Q1, W_K1, W_Q2, W_K2 at init, relative to
@@ -171,7 +172,7 @@ class TrainConfig:
             positions=positions,
             length=length,
             warmup=self.warmup if self.warmup is not None else self.steps // 20,
-            eval_every=self.eval_every or max(1, self.steps // 50),
+            eval_every=self.eval_every or max(10, self.steps // 50),
             qk_max_norm=qk_max,
         )
 

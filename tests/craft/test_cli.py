@@ -95,8 +95,9 @@ def test_compile_json_tensor_family_lists_conditions(tmp_path, capsys) -> None:
     code, out, _ = run(capsys, "compile", toy, "-o", str(out_path), "--family", "tensor", "--json")
     assert code == 0
     data = json.loads(out)
-    assert data["family"] == "tensor" and data["output"] == str(out_path)
-    assert data["config"]["n_layers"] >= 1 and data["n_params"] > 0
+    assert data["family"] == "tensor" and data["model"] == str(out_path)
+    assert data["format"] == "craft-compile/1" and data["spec"]["name"] == "skip-trigram"
+    assert data["config"]["n_layers"] >= 1 and data["params"] > 0
     assert {sub["name"] for sub in data["layout"]} >= {"tok", "pos"}
     assert set(data["bounds"]) == set(specs.load_spec(toy).rule_names())
     assert data["conditions"] and all(isinstance(c, str) for c in data["conditions"])
@@ -109,8 +110,11 @@ def test_eval_json_schema(model_file, capsys) -> None:
     )
     assert code == 0 and err == ""
     data = json.loads(out)
-    assert set(data) == {"rules", "overall"}
-    names = specs.load_spec(LIBRARY_SPEC).rule_names()
+    assert set(data) == {"format", "model", "spec", "rules", "overall"}
+    spec = specs.load_spec(LIBRARY_SPEC)
+    assert data["format"] == "craft-eval/1" and data["model"] == str(model_file)
+    assert data["spec"] == {"name": spec.name, "sha256": spec.sha256}
+    names = spec.rule_names()
     assert set(data["rules"]) <= set(names) and "start" in data["rules"]
     for stats in [*data["rules"].values(), data["overall"]]:
         assert set(stats) == STAT_KEYS
@@ -138,10 +142,12 @@ def test_eval_warns_when_the_spec_hash_differs(model_file, tmp_path, capsys) -> 
 def test_sample_json_is_deterministic(capsys) -> None:
     argv = ["sample", LIBRARY_SPEC, "-n", "4", "--length", "9", "--json", "--seed"]
     first, second = (json.loads(run(capsys, *argv, "7")[1]) for _ in range(2))
-    assert first == second and len(first) == 4
+    assert first == second and len(first["sequences"]) == 4
     spec = specs.load_spec(LIBRARY_SPEC)
+    assert first["format"] == "craft-sample/1" and first["spec"]["sha256"] == spec.sha256
+    assert (first["seed"], first["length"]) == (7, 9)
     tokens, rule_ids = specs.sample(spec, 4, 9, seed=7)
-    for row, ids, seq in zip(first, rule_ids, tokens, strict=True):
+    for row, ids, seq in zip(first["sequences"], rule_ids, tokens, strict=True):
         assert row["tokens"] == spec.vocab.decode(seq[1:])
         assert row["rules"] == [spec.rule_names()[i] for i in ids]
         assert row["rules"][0] == "start" and len(row["rules"]) == 9
@@ -250,7 +256,7 @@ def test_compile_smallest_prints_the_curve(tmp_path, capsys) -> None:
     assert any(r["fits"] for r in searched) and any(not r["fits"] for r in searched)
     assert all(r["why"] for r in searched if not r["fits"])
     best = min((r for r in searched if r["fits"]), key=lambda r: r["params"])
-    assert doc["n_params"] == best["params"]
+    assert doc["params"] == best["params"]
     assert doc["compiler"]["shape"] == best["shape"]
 
 
@@ -307,7 +313,7 @@ def test_golden_table_through_the_cli(tmp_path, capsys, family):
         assert got["rule"] == case.rule
         expected = {t: float(Fraction(p)) for t, p in case.expected.items()}
         if got["kl"] <= got["bound"]:
-            for token, prob in got["model"].items():
+            for token, prob in got["predicted"].items():
                 assert abs(prob - expected.get(token, 0.0)) <= 1e-4, (case.id, token)
         else:  # only the tensor family may miss, and only where its stated conditions fail
             assert family == "tensor", case.id
@@ -315,3 +321,22 @@ def test_golden_table_through_the_cli(tmp_path, capsys, family):
             c = compile_spec(spec, family)
             tokens = [[len(spec.vocab), *specs.encode(spec, case.context)]]
             assert not condition_mask(c.conditions, c.analysis, np.array(tokens))[0, -1]
+
+
+def test_help_shows_every_option_and_its_default() -> None:
+    """Every option of every subcommand has help text, shows its default, and no
+    reStructuredText markup reaches the terminal."""
+    import argparse
+
+    from craft.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        assert "``" not in text, name
+        for action in parser._actions:
+            assert action.help, (name, action.option_strings or action.dest)
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+                flat = " ".join(text.split())
+                assert f"(default: {action.default})" in flat, (name, action.option_strings)
+        assert "(default: None)" not in text, name

@@ -84,7 +84,7 @@ def test_a_disagreeing_model_is_written_only_when_asked(tmp_path, capsys) -> Non
     assert code == 1 and not out.exists()
     assert f"not written to {out}" in text and "--write-failing" in text
     code, text, _ = run(capsys, *argv, "-o", out, "--write-failing", "--json")
-    assert code == 1 and out.is_file() and json.loads(text)["written"] == str(out)
+    assert code == 1 and out.is_file() and json.loads(text)["model"] == str(out)
 
 
 @pytest.mark.parametrize("forged", [{"input_tokens": None}, {"output_values": 3}, {}])

@@ -50,7 +50,10 @@ def test_run_writes_model_log_plot_and_checkpoints(tmp_path, capsys) -> None:
     ]
     model = load_model(out)
     assert model.cfg.family == "tensor" and model.meta["training"]["steps"] == 20
-    assert set(summary["final_excess"]) == set(model.meta["training"]["final_excess"])
+    assert summary["format"] == "craft-train/1" and summary["model"] == str(out)
+    kl = summary["kl"]
+    assert set(kl["rules"]) | {"overall"} == set(model.meta["training"]["final_excess"])
+    assert kl["overall"] == model.meta["training"]["final_excess"]["overall"]
 
 
 def test_text_output_and_plot_none(tmp_path, capsys) -> None:
