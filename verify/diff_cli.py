@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     trained = load_model(args.trained)
     check_fit(crafted, trained, spec, (args.crafted, args.trained))
     result = diff(crafted, trained, spec, n_seqs=args.n or 500, seed=args.seed)
-    path = _written(lambda: write_report(result, args.output), args.output)
+    path = _written(lambda: write_report(result, args.output, spec), args.output)
     page = diff_page(result, crafted, trained, spec, (args.crafted, args.trained))
     _written(lambda: write_html(page, Path(args.output) / "report.html"), args.output)
     if args.json:

@@ -126,3 +126,11 @@ def draw_panel(
     bar.set_label(f"{_unit(panel)}; one scale for both", fontsize=8)
     fig.suptitle(panel.title, fontsize=10, y=1.07 if _in_vocab_order(panel, spec) else 0.98)
     return _png(fig)
+
+
+def panel_heads(title: str) -> tuple[tuple[int, int], ...]:
+    """The trained heads a panel title names after ``| trained`` (none: direct path)."""
+    import re
+
+    after = title.split("| trained", 1)[1] if "| trained" in title else ""
+    return tuple((int(a), int(b)) for a, b in re.findall(r"L(\d+)H(\d+)", after))

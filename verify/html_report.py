@@ -36,7 +36,7 @@ from craft.models.io import atomic_write
 from craft.models.transformer import Transformer
 from specs.model import Spec
 from specs.truth import next_dist
-from verify.html_figures import draw_direct_path, draw_panel
+from verify.html_figures import draw_direct_path, draw_panel, panel_heads
 from verify.patching import in_distribution
 
 if TYPE_CHECKING:
@@ -243,14 +243,6 @@ def eval_page(model: Transformer, spec: Spec, evaluation: Evaluation, meta: dict
     return page
 
 
-def _panel_heads(title: str) -> tuple[tuple[int, int], ...]:
-    """The trained heads a panel title names after ``trained`` (none: direct path)."""
-    import re
-
-    after = title.split("| trained", 1)[1] if "| trained" in title else ""
-    return tuple((int(a), int(b)) for a, b in re.findall(r"L(\d+)H(\d+)", after))
-
-
 def _every_position(d: Diff, rc: Transformer, rt: Transformer) -> dict[str, Any]:
     """Position-QK panels over every position both models have (the report's own stop at
     ``verify.report.MAX_POS``), BOS labelled, keyed by the report panel's title."""
@@ -323,7 +315,7 @@ def diff_page(d: Diff, crafted: Transformer, trained: Transformer, spec: Spec,
     full = _every_position(d, runners["crafted"], runners["trained"])
     for panel in d.panels:
         panel = full.get(panel.title, panel)
-        png = draw_panel(panel, _panel_heads(panel.title), spec)
+        png = draw_panel(panel, panel_heads(panel.title), spec)
         page.add(figure(png, panel.title))
     _attention_section(page, spec, runners, d.seed)
     return page

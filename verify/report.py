@@ -114,30 +114,13 @@ def panels(
     return out
 
 
-def _draw(panel: Panel, path: Path) -> None:
-    import matplotlib
+def _draw(panel: Panel, path: Path, spec: Spec | None) -> None:
+    """The PNG of a panel: the HTML report's figure (one shared, labelled colour scale,
+    category separators with ``spec``, BOS set apart; :mod:`verify.html_figures`)."""
+    from verify.html_figures import draw_panel, panel_heads
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_r, n_c = panel.crafted.shape
-    size = max(3.5, min(9.0, 0.18 * max(n_r, n_c) + 1.5))
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), dpi=100)
-    for ax, data, side in zip(
-        axes, (panel.crafted, panel.trained), ("crafted", "trained"), strict=True
-    ):
-        vmax = float(np.abs(data).max()) or 1.0
-        im = ax.imshow(data, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
-        ax.set_title(side, fontsize=9)
-        ax.set_xlabel(panel.xlabel, fontsize=8)
-        ax.set_ylabel(panel.ylabel, fontsize=8)
-        ax.set_xticks(range(n_c), panel.cols, rotation=90, fontsize=6)
-        ax.set_yticks(range(n_r), panel.rows, fontsize=6)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    fig.suptitle(panel.title, fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    png = draw_panel(panel, panel_heads(panel.title), spec)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(png), "a figure")
 
 
 def effect(c: ComponentDiff, most: int = 3) -> str:
@@ -363,12 +346,13 @@ def carried(c: ComponentDiff) -> str:
     return f"{mine} -> {mean([b.carried for _, b in c.patching.values() if b is not None])}"
 
 
-def write_report(d: Diff, out_dir: str | Path) -> Path:
-    """Write ``report.md`` and ``figures/*.png`` under ``out_dir``; returns the report path."""
+def write_report(d: Diff, out_dir: str | Path, spec: Spec | None = None) -> Path:
+    """Write ``report.md`` and ``figures/*.png`` under ``out_dir``; returns the report path.
+    With ``spec``, token-by-token figures get the vocabulary's category separators."""
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for p in d.panels:
-        _draw(p, out / "figures" / p.file)
+        _draw(p, out / "figures" / p.file, spec)
     path = out / "report.md"
     text = markdown(d, list(d.panels))
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

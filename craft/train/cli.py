@@ -30,7 +30,7 @@ from craft.argtypes import int_at_least, positive_float
 from craft.paths import PathArg, refuse_overwrites
 from craft.train.config import TrainConfig
 from craft.train.loop import resolve_device, run_dir_for, train
-from craft.train.plot import plot_records
+from craft.train.plot import plot_records, rule_groups
 from specs.errors import CraftError
 from specs.load import load_spec
 
@@ -193,7 +193,8 @@ def _run(args, cfg, spec, output: Path, log: Path, plot: Path | None) -> int:
             progress.stop()
     if plot is not None:
         try:
-            plot_records(result.records, plot, title=f"{spec.name}: {cfg.family} family")
+            title = f"{spec.name}: {cfg.family} family"
+            plot_records(result.records, plot, title, rule_groups(spec))
         except KeyboardInterrupt:
             kept = f"wrote the model {output} and the log {log}; not the plot"
             raise KeyboardInterrupt(kept) from None

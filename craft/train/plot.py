@@ -1,4 +1,10 @@
-"""Loss-curve figure: per-rule excess loss against training step (log y axis)."""
+"""Loss-curve figure: excess loss per rule group against training step, and the loss.
+
+Rules are grouped by kind and by whether they are deterministic (:func:`rule_groups`):
+one colour a group (tab10, distinguishable), the group's mean as a thick line and each
+of its rules as a thin one; the legend sits outside the data. The training loss (the
+mean cross-entropy since the previous record) is on its own axis below.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,38 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from craft.models.io import atomic_write
+from specs.model import START_RULE, Bigram, Induction, SkipBigram, Spec
 
 FLOOR = 1e-6  # excess losses below this are drawn at this value (log axis)
 
 
-def plot_records(records: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Write a PNG with one line per rule's excess loss (and the training loss).
+def rule_groups(spec: Spec) -> dict[str, str]:
+    """Rule name -> group label: ``trigram (deterministic)``, ``skip-bigram
+    (distribution)``, ``induction``, ``bigram``, ``start``."""
+    groups = {START_RULE: "start"}
+    for rule in spec.rules:
+        if isinstance(rule, Bigram | Induction):
+            groups[rule.name] = "bigram" if isinstance(rule, Bigram) else "induction"
+            continue
+        kind = "skip-bigram" if isinstance(rule, SkipBigram) else "trigram"
+        how = "deterministic" if rule.next.is_deterministic else "distribution"
+        groups[rule.name] = f"{kind} ({how})"
+    return groups
+
+
+def plot_records(
+    records: Sequence[dict],
+    path: str | Path,
+    title: str = "",
+    groups: dict[str, str] | None = None,
+) -> Path:
+    """Write the PNG (atomically) and return its path.
 
     Args:
         records: log records as written by :func:`craft.train.loop.train`.
-        path: the PNG to write (atomically).
+        path: the PNG to write.
         title: figure title.
-
-    Returns:
-        The path written.
+        groups: rule name -> group label (:func:`rule_groups`); None: one group a rule.
     """
     import matplotlib
 
@@ -28,22 +52,40 @@ def plot_records(records: Sequence[dict], path: str | Path, title: str = "") -> 
 
     steps = [r["step"] for r in records]
     rules = [k for k in (records[-1]["excess"] if records else {}) if k != "overall"]
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
-    cmap = plt.get_cmap("tab20")
-    for i, rule in enumerate(rules):
-        ys = [max(FLOOR, r["excess"].get(rule, float("nan"))) for r in records]
-        ax.plot(steps, ys, label=rule, color=cmap(i % 20), linewidth=1.2)
+    groups = groups or {rule: rule for rule in rules}
+    labels = list(dict.fromkeys(groups.get(rule, rule) for rule in rules))
+    fig, (ax, loss_ax) = plt.subplots(
+        2, 1, figsize=(10, 7), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    cmap = plt.get_cmap("tab10")
+    for i, label in enumerate(labels):
+        members = [rule for rule in rules if groups.get(rule, rule) == label]
+        curves = [[max(FLOOR, r["excess"].get(m, float("nan"))) for r in records] for m in members]
+        for curve in curves if len(curves) > 1 else []:
+            ax.plot(steps, curve, color=cmap(i % 10), linewidth=0.6, alpha=0.45)
+        mean = [sum(c[j] for c in curves) / len(curves) for j in range(len(steps))]
+        ax.plot(steps, mean, color=cmap(i % 10), linewidth=2.0, label=f"{label} ({len(members)})")
     overall = [max(FLOOR, r["excess"]["overall"]) for r in records if "overall" in r["excess"]]
     if len(overall) == len(steps):
-        ax.plot(steps, overall, label="overall", color="black", linewidth=2.2)
+        ax.plot(steps, overall, label="overall", color="black", linewidth=2.4, linestyle="--")
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("excess loss KL(true || model), nats")
-    ax.set_title(title or "per-rule excess loss during training")
+    ax.set_ylabel("excess loss KL(true || model), nats", fontsize=10)
+    ax.set_title(title or "excess loss by rule group during training", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="group (rules)")
+    _loss(loss_ax, records)
     fig.tight_layout()
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), "the plot")
     plt.close(fig)
     return path
+
+
+def _loss(ax, records: Sequence[dict]) -> None:
+    """The training loss (mean cross-entropy since the previous record), nats."""
+    points = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
+    if points:
+        ax.plot(*zip(*points, strict=True), color="tab:gray", linewidth=1.6, label="loss")
+    ax.set_xlabel("step", fontsize=10)
+    ax.set_ylabel("training loss, nats", fontsize=10)
+    ax.grid(True, alpha=0.3)

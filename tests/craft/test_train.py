@@ -14,7 +14,7 @@ from craft.models import Transformer, load_model
 from craft.train import TrainConfig, excess_by_rule, make_eval_set, run_dir_for, train
 from craft.train.init import QK_NAMES, clamp_qk, init_weights
 from craft.train.loop import model_config, step_seed
-from craft.train.plot import plot_records
+from craft.train.plot import plot_records, rule_groups
 
 SPEC = specs.load_spec(specs.library_path("bigram"))
 TINY = TrainConfig(
@@ -100,8 +100,23 @@ def test_log_is_jsonl_with_every_field(run) -> None:
 
 def test_plot_writes_png(run, tmp_path) -> None:
     result, _, _ = run
-    path = plot_records(result.records, tmp_path / "loss.png")
+    path = plot_records(result.records, tmp_path / "loss.png", groups=rule_groups(SPEC))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rules_are_grouped_by_kind_and_determinism() -> None:
+    toy = specs.load_library("toy_language")
+    groups = rule_groups(toy)
+    assert set(groups) == set(toy.rule_names())
+    assert sorted(set(groups.values())) == [
+        "bigram",
+        "induction",
+        "skip-bigram (deterministic)",
+        "start",
+        "trigram (deterministic)",
+        "trigram (distribution)",
+    ]
+    assert groups["func-noun"] == "trigram (distribution)" and groups["the-alice"] != "bigram"
 
 
 @pytest.mark.parametrize("control", ["clamp", "penalty"])
