@@ -77,8 +77,9 @@ def near_endings(spec: Spec, rule: Rule, rng: np.random.Generator) -> list[list[
       ``lo`` and ``hi`` (the edges inside), the gap free of anchors; the cue or the
       anchor replaced by another token of its category;
     * induction: ``x x`` (the earlier copy at the last position before), ``y ... x``
-      with ``y`` another token of ``x``'s category, and two earlier copies with
-      different followers (the earliest must win).
+      with ``y`` another token of ``x``'s category, two earlier copies with
+      different followers, and the first copy against 2 to 6 later copies that all
+      have another follower (the earliest must win in every case).
     """
     if isinstance(rule, Bigram):
         kin = _kin(spec, rule.keys)
@@ -129,6 +130,8 @@ def _near_induction(spec: Spec, rule: Induction, rng: np.random.Generator) -> li
     (f2,) = _filler(spec, rng, 1, frozenset({x, f1}))
     gap = _filler(spec, rng, int(rng.integers(0, 4)), frozenset({x}))
     out.append([x, f1, *gap, x, f2, x])
+    many = int(rng.integers(2, 7))  # the earliest against many later copies of another
+    out.append([x, f1, *[x, f2] * many, x])
     return out
 
 

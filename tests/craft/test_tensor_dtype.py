@@ -100,3 +100,27 @@ def test_a_two_anchor_readout_below_a_boost_cannot_outweigh_it() -> None:
     kl, rules = last_kl(spec, c.model, [[red, blue, blue, ask], [red, blue, ask]])
     assert [spec.rule_names()[r] for r in rules] == ["red-ask", "red-ask"]
     assert (kl <= c.constants.bound["red-ask"]).all()
+
+
+def test_craft_check_finds_a_too_small_recency_ratio(monkeypatch) -> None:
+    """The default claim of a tensor induction rule fails on a model whose recency ratio
+    is too small (1.2), with a short counterexample at which the OUTPUT is wrong; the
+    same claim passes on the correct model."""
+    import craft.compiler.analysis as analysis
+    from verify.check import check_all
+    from verify.defaults import default_claims
+
+    spec = specs.load_library("induction")
+    good = compile_spec(spec, "tensor").model
+    claim = [c for c in default_claims(good, spec) if c.name == "holds:induction"]
+    monkeypatch.setattr(analysis, "RATIO", 1.2)
+    broken = compile_spec(spec, "tensor").model
+    monkeypatch.undo()
+    [bad] = check_all(broken, spec, claim, examples=60, sweep=60)
+    assert not bad.passed and bad.counterexample is not None
+    ctx = [spec.vocab.index(t) for t in bad.counterexample]
+    kl, rules = last_kl(spec, broken, [ctx])
+    assert spec.rule_names()[rules[0]] == "induction" and kl[0] > 1e-3
+    assert len(ctx) <= 12  # the first copy, two or more later ones with another follower
+    [ok] = check_all(good, spec, claim, examples=60, sweep=60)
+    assert ok.passed
