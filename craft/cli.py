@@ -181,6 +181,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     _warn_other_spec(model, spec, args, "evaluating")
     if args.context is not None:
+        if args.html:
+            raise CraftError(
+                "--html reports a sampled evaluation, not one --context",
+                where="--html",
+                fix="drop --context to write the report, or --html to see the context",
+            )
         return _eval_context(model, spec, args)
     evaluation = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed)
     if evaluation.non_finite:

@@ -340,3 +340,11 @@ def test_help_shows_every_option_and_its_default() -> None:
                 flat = " ".join(text.split())
                 assert f"(default: {action.default})" in flat, (name, action.option_strings)
         assert "(default: None)" not in text, name
+
+
+def test_html_with_context_is_one_line(model_file, tmp_path, capsys) -> None:
+    out = tmp_path / "r.html"
+    argv = ["eval", str(model_file), "--spec", LIBRARY_SPEC, "--context", "the", "--html", str(out)]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "--html" in err and "--context" in err and len(err.splitlines()) == 1
+    assert not out.exists()
