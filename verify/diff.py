@@ -18,7 +18,8 @@ the same sampled tokens:
    between clean and same-category-corrupted contexts, both directions, on the
    component's rules (:mod:`verify.patching`: the share of the rule's output the
    heads carry). Behaviour and agreement run in float64, ablations and patching
-   (effects of 0.01 nats and more) in float32, twice as fast;
+   (effects of 0.01 nats and more) in float32, twice as fast (float64 for a model that
+   must run in it, :func:`fast`);
 5. a verdict per component: ``found`` (matched, and ablating the match hurts every rule
    that ablating the crafted head hurts), ``partly`` (matched, but the trained model does
    not rely on it for all of those rules), ``diffuse`` (the match set holds two or more
@@ -193,6 +194,14 @@ class Diff:
 def as_runner(model: Transformer, dtype: torch.dtype = torch.float64) -> Transformer:
     """A private copy in ``dtype`` and eval mode (the caller's model is left alone)."""
     return copy.deepcopy(model).to(dtype).eval()
+
+
+def fast(model: Transformer) -> torch.dtype:
+    """The dtype of the ablation and patching runs: float32, unless the model must run
+    in float64 (tensor-family induction past the float32 limit: ``meta["dtype"]``, its
+    weights float64), where float32 would overflow its logits."""
+    wide = model.meta.get("dtype") == "float64" or model.embed.W_E.dtype == torch.float64
+    return torch.float64 if wide else torch.float32
 
 
 def batch_size(n_out: int, width: int) -> int:
@@ -420,7 +429,7 @@ def diff(
     length = min(spec.max_len, crafted.cfg.n_ctx - 1, trained.cfg.n_ctx - 1)
     tokens, _ = sample(spec, n_seqs, length, seed)
     rc, rt = as_runner(crafted), as_runner(trained)
-    fc, ft = as_runner(crafted, torch.float32), as_runner(trained, torch.float32)  # causal runs
+    fc, ft = as_runner(crafted, fast(crafted)), as_runner(trained, fast(trained))  # causal runs
     roles, matches = match_all(rc, rt, spec, tokens, seed)
     if matches:  # the ablations' baselines (float32, like the ablated runs)
         base_c, base_t = rule_excess(fc, spec, tokens, {}), rule_excess(ft, spec, tokens, {})

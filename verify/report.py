@@ -148,7 +148,8 @@ def markdown(d: Diff, figures: list[Panel]) -> str:
         f"# craft diff: spec {d.spec}",
         "",
         f"{d.n_seqs} sampled sequences of {d.length} tokens (seed {d.seed}); both models run "
-        "in float64 (ablations and patching in float32). Excess loss = KL(true || model) in nats.",
+        "in float64 (ablations and patching in float32, or float64 for a model that must run "
+        "in it). Excess loss = KL(true || model) in nats.",
         "",
         "## Summary",
         "",
