@@ -21,20 +21,18 @@ import math
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn
-
-from rich.console import Console
+from typing import NoReturn
 
 from craft import export_cli, import_cli
-from craft.argtypes import DefaultsHelpFormatter, fraction, int_at_least, positive_float
+from craft.argtypes import DefaultsHelpFormatter, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
 from craft.interrupts import interrupted_line, signals_as_interrupts
 from craft.memory import limited, parse_size, require
-from craft.models import component_records, load_model, save_model
+from craft.models import load_model, save_model
+from craft.output import emit, new_console, warn, warn_other_spec
 from craft.paths import PathArg, guarded, import_paths, refuse_overwrites, tracr_paths
 from craft.report import (
-    check_table,
     eval_table,
     model_summary,
     never_fired,
@@ -47,11 +45,8 @@ from craft.train import cli as train_cli
 from specs.errors import CraftError, CraftWarning
 from specs.load import load_spec
 from specs.sample import sample, sample_bytes
-from verify import diff_cli, html_report
-from verify.behaviour import at_context, check_finite, check_fit, evaluate
-from verify.check import check_all
-from verify.claims import check_model, load_claims
-from verify.defaults import default_claims, for_trained, retarget
+from verify import check_cli, diff_cli, html_report
+from verify.behaviour import at_context, evaluate
 from verify.replay import replay_dir
 from verify.tracr_check import check as tracr_check
 
@@ -66,47 +61,9 @@ class _Parser(argparse.ArgumentParser):
         raise CraftError(message, fix=f"see `{self.prog} --help`")
 
 
-def _console() -> Console:
-    # Built per call so that it writes to the current sys.stdout (pytest's capsys). No
-    # markup: names from specs and files may contain brackets ("copy[rule]").
-    width = None if sys.stdout.isatty() else 120
-    return Console(file=sys.stdout, markup=False, highlight=False, width=width)
-
-
-def _emit(command: str, obj: dict, *, model: str | None = None, spec=None) -> None:
-    """Print one ``--json`` document in the convention of every craft command: a format
-    tag (``craft-<command>/1``), the model file and the spec (``{name, sha256}``) it
-    concerns, then the result."""
-    head: dict[str, Any] = {"format": f"craft-{command}/1"}
-    if model is not None:
-        head["model"] = model
-    if spec is not None:
-        head["spec"] = {"name": spec.name, "sha256": spec.sha256}
-    _print_json(head | obj)
-
-
-def _print_json(obj: Any) -> None:
-    """Strict JSON: a NaN or infinite figure (a diverged model) prints as null."""
-    print(json.dumps(_finite(obj), indent=2, allow_nan=False))
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _warn(message: str) -> None:
-    print(f"craft: warning: {' '.join(message.split())}", file=sys.stderr)
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, CraftWarning):
-        _warn(str(message))
+        warn(str(message))
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
@@ -153,9 +110,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if curve is not None:
         summary["searched"] = [c.to_json() for c in curve]
     if args.json:
-        _emit("compile", summary, model=args.output, spec=spec)
+        emit("compile", summary, model=args.output, spec=spec)
         return 0
-    console = _console()
+    console = new_console()
     if curve is not None:
         console.print(search_table(summary["searched"]))
     console.print(
@@ -167,19 +124,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_other_spec(model, spec, args: argparse.Namespace, doing: str) -> None:
-    stated = (model.meta.get("spec") or {}).get("sha256")
-    if stated and stated != spec.sha256:
-        _warn(
-            f"{args.model} was compiled from a spec with sha256 {stated[:16]}..., but "
-            f"{args.spec} has sha256 {spec.sha256[:16]}...; {doing} anyway"
-        )
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     spec = load_spec(args.spec)
-    _warn_other_spec(model, spec, args, "evaluating")
+    warn_other_spec(model, spec, args.model, args.spec, "evaluating")
     if args.context is not None:
         if args.html:
             raise CraftError(
@@ -190,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_context(model, spec, args)
     evaluation = evaluate(model, spec, n_seqs=args.n, length=args.length, seed=args.seed)
     if evaluation.non_finite:
-        _warn(
+        warn(
             f"{args.model}: the model's logits are NaN or inf at {evaluation.non_finite} of "
             f"{evaluation.overall.n} positions (it diverged, or its weights are corrupt); "
             "its KL and cross-entropy are nan and those positions count as wrong"
@@ -199,10 +147,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.html:
         html_report.write_eval_report(model, spec, evaluation, args)
     if args.json:
-        _emit("eval", result, model=args.model, spec=spec)
+        emit("eval", result, model=args.model, spec=spec)
         return 0
     bounds = dict(model.meta.get("bounds") or {})
-    console = _console()
+    console = new_console()
     length = spec.max_len if args.length is None else args.length
     console.print(
         f"{args.model} on spec {spec.name}: {args.n} sampled sequences of "
@@ -236,14 +184,14 @@ def _eval_context(model, spec, args: argparse.Namespace) -> int:
     """``craft eval --context "the alice"``: both distributions after one context."""
     report = at_context(model, spec, args.context.split())
     if not all(math.isfinite(q) for q in report.model.values()):
-        _warn(f"{args.model}: the model's output after this context is NaN or inf")
+        warn(f"{args.model}: the model's output after this context is NaN or inf")
     bound = (model.meta.get("bounds") or {}).get(report.rule)
     if args.json:
         got = report.to_json()  # "spec"/"model" are distributions here: named apart
         got |= {"expected": got.pop("spec"), "predicted": got.pop("model"), "bound": bound}
-        _emit("eval-context", got, model=args.model, spec=spec)
+        emit("eval-context", got, model=args.model, spec=spec)
         return 0
-    console = _console()
+    console = new_console()
     shown = " ".join(report.context) or "(BOS only)"
     bound_text = f" (bound {bound:.3g})" if bound is not None else ""
     console.print(f"context: {shown}; rule: {report.rule}; KL {report.kl:.3g}{bound_text}")
@@ -276,94 +224,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _circuit_fits(crafted, spec, where: str) -> None:
-    """The crafted model's components and bounds name only rules of ``spec`` (its default
-    claims are about those rules)."""
-    named = {r for rec in component_records(crafted) for r in rec.rules}
-    missing = sorted((named | set(crafted.meta.get("bounds") or {})) - set(spec.rule_names()))
-    if missing:
-        source = (crafted.meta.get("spec") or {}).get("source") or "its own spec"
-        raise CraftError(
-            f"the model's circuit serves rules spec {spec.name!r} lacks ({', '.join(missing)})",
-            where=where,
-            fix=f"check it against the spec it was compiled from ({source}), or pass --claims",
-        )
-
-
-def _claims(args: argparse.Namespace, model, spec) -> tuple:
-    """The claims file's claims, or the default claims of the model (or of ``--like``)."""
-    if args.claims:
-        return load_claims(args.claims)
-    crafted = model
-    if args.like:  # head claims move to the heads matched to the crafted components
-        crafted = load_model(args.like)
-        check_fit(crafted, spec, where=args.like)
-        for path, m in ((args.like, crafted), (args.model, model)):
-            check_finite(m, where=path)  # matching heads needs finite weights
-    _circuit_fits(crafted, spec, args.like or args.model)
-    claims = default_claims(crafted, spec)
-    if args.like:
-        claims = retarget(
-            claims, crafted, model, spec, seed=args.seed, keep_thresholds=args.keep_thresholds
-        )
-    if args.tolerance is not None or args.fraction is not None:
-        claims = for_trained(claims, args.tolerance or 0.0, args.fraction)
-    return claims
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """``craft check MODEL --spec SPEC [--claims FILE]``: property-test claims."""
-    model = load_model(args.model)
-    spec = load_spec(args.spec)
-    check_model(model, spec, where=args.model)
-    _warn_other_spec(model, spec, args, "checking")
-    claims = _claims(args, model, spec)
-    if not claims:
-        raise CraftError(
-            "no claims to check",
-            where=args.model,
-            fix="pass --claims FILE (the model has no crafted components to derive claims from)",
-        )
-    database = None if args.no_replay else (args.replay_dir or str(replay_dir()))
-    results = check_all(
-        model,
-        spec,
-        claims,
-        examples=args.examples,
-        seed_=args.seed,
-        database=database,
-        sweep=args.sweep,
-    )
-    for r in results:
-        for w in r.warnings:
-            _warn(w)
-    diverged = [r.name for r in results if not math.isfinite(r.value) and not r.passed]
-    if diverged:
-        _warn(
-            f"{args.model}: the model's outputs are NaN or inf (it diverged, or its weights "
-            f"are corrupt); {len(diverged)} claims fail with a non-finite value"
-        )
-    if args.json:
-        _emit("check", {"claims": [r.to_json() for r in results]}, model=args.model, spec=spec)
-    else:
-        console = _console()
-        console.print(check_table(results))
-        for r in results:  # per claim: coverage; a failure's effect; a loosened bound
-            console.print(r.name, soft_wrap=True)
-            for line in r.lines()[1:]:
-                console.print(line, soft_wrap=True)
-        failed = [r for r in results if not r.passed]
-        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if any(not r.passed for r in results) else 0
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     summary = {"file": args.model, **model_summary(model, directions=args.directions)}
     if args.json:
-        _emit("inspect", summary, model=args.model)
+        emit("inspect", summary, model=args.model)
         return 0
-    console = _console()
+    console = new_console()
     console.print(f"model file {args.model}")
     print_summary(console, summary)
     return 0
@@ -438,47 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int_at_least(0), default=0, help="sampling seed")
     p.set_defaults(run=cmd_sample)
 
-    p = sub.add_parser("check", help="property-test claims about a model (Hypothesis)")
-    p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
-    p.add_argument("--spec", required=True, help="spec file giving the ground truth")
-    p.add_argument("--claims", help="claims file (YAML); default: the model's own circuit")
-    p.add_argument(
-        "--like",
-        metavar="CRAFTED",
-        help="check the default claims of this crafted model (e.g. against a trained one); "
-        "head claims move to the heads matched to its components (verify.matching)",
-    )
-    p.add_argument(
-        "--tolerance",
-        type=positive_float,
-        help="default claims: a rule holds when its excess loss is at most this (nats)",
-    )
-    p.add_argument(
-        "--fraction",
-        type=fraction,
-        help="default claims: statistical, holding on at least this fraction (0 < p <= 1)",
-    )
-    p.add_argument("--examples", type=int_at_least(1), default=200, help="contexts per claim")
-    p.add_argument(
-        "--sweep",
-        type=int_at_least(0),
-        help="contexts drawn in bulk after Hypothesis (default: 4 x --examples; 0: none)",
-    )
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="search seed")
-    p.add_argument(
-        "--replay-dir",
-        help="replay store (default: $CRAFT_CACHE_DIR/replay, else $XDG_CACHE_HOME/craft/replay, "
-        "else ~/.cache/craft/replay)",
-    )
-    p.add_argument("--no-replay", action="store_true", help="no replay store")
-    p.add_argument(
-        "--keep-thresholds",
-        action="store_true",
-        help="with --like: keep the crafted head-role scores (default: lowered to 0.3, "
-        "printed with each claim)",
-    )
-    p.set_defaults(run=cmd_check)
-
     p = sub.add_parser("inspect", help="describe a model file")
     p.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
     p.add_argument("--directions", action="store_true", help="list every residual direction")
@@ -493,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_cli.add_parser(sub).set_defaults(run=guarded(import_cli.run, import_paths))
     train_cli.add_parser(sub)
     export_cli.add_parser(sub)
+    check_cli.add_parser(sub)
     diff_cli.add_parser(sub)
     for command in sub.choices.values():  # every subcommand: defaults shown, plain text
         command.formatter_class = DefaultsHelpFormatter
