@@ -15,7 +15,6 @@ counterpart and is refused in one line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -25,6 +24,7 @@ from craft.argtypes import int_at_least
 from craft.export import FILES, vocabulary, write_tlens
 from craft.importers import check_import, tlens_reference
 from craft.models import load_model
+from craft.output import print_json
 from craft.paths import PathArg, refuse_overwrites
 from craft.tlens import hooked_state_dict, refuse_tensor
 from specs.load import load_spec
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         },  # fmt: skip
     }
     if args.json:
-        print(json.dumps(obj, indent=2))
+        print_json(obj)
         return 0 if check.ok(TOLERANCE) else EXIT_FAILED
     names = ", ".join(p.name for p in written)
     print(f"{args.model} -> {args.output}/ (TransformerLens 4: {names})")

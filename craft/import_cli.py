@@ -37,6 +37,7 @@ from craft.importers import (
     tlens_reference,
 )
 from craft.models import save_model
+from craft.output import print_json
 from craft.tlens import bridge_reference, from_bridge, is_bridge_format, read_config
 from specs.errors import CraftError
 
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         model.meta = {"imported": source | {"sha256": digest, "check": obj["check"]}}
         save_model(model.float(), args.output)
     if args.json:
-        print(json.dumps(obj, indent=2))
+        print_json(obj)
     else:
         print(
             f"{args.file}: {args.format} -> {cfg.family} family, {cfg.n_layers} layers x "

@@ -23,10 +23,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from craft.models import component_records, load_model
+from craft.output import print_json
 from craft.paths import PathArg, refuse_overwrites
 from specs.errors import CraftError
 from specs.load import load_spec
@@ -171,7 +171,7 @@ def _run_series(args: argparse.Namespace, crafted, spec) -> int:
         )
     path = _written(lambda: write_series(s, args.output), args.output)
     if args.json:
-        print(json.dumps(_tagged("craft-diff-series/1", args, spec, s.to_json()), indent=2))
+        print_json(_tagged("craft-diff-series/1", args, spec, s.to_json()))
         return 0
     found, learned = s.found_at(), s.learned_at()
     print(f"{args.crafted} (crafted) vs {len(s.points)} checkpoints in {args.trained}")
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     page = diff_page(result, crafted, trained, spec, (args.crafted, args.trained))
     _written(lambda: write_html(page, Path(args.output) / "report.html"), args.output)
     if args.json:
-        print(json.dumps(_tagged("craft-diff/1", args, spec, result.to_json()), indent=2))
+        print_json(_tagged("craft-diff/1", args, spec, result.to_json()))
         return 0
     print(
         f"{args.crafted} (crafted) vs {args.trained} (trained) on spec {spec.name}: "

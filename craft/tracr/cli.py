@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 from craft.argtypes import float_in, positive_int
 from craft.memory import require
+from craft.output import print_json
 from craft.tracr.pipeline import MAX_MLP_EXACTNESS
 from specs.errors import CraftError
 
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     head = {"format": "craft-tracr/1", "program": args.program, "model": output}
     obj = head | report(model, result, seconds)
     if args.json:
-        print(json.dumps(obj, indent=2))
+        print_json(obj)
     else:
         _print_text(args.program, model, result, obj, output)
         if args.output and not output:

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from craft.argtypes import int_at_least, positive_float
+from craft.output import print_json
 from craft.paths import PathArg, refuse_overwrites
 from craft.train.config import TrainConfig
 from craft.train.loop import resolve_device, run_dir_for, train
@@ -89,9 +89,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--qk-init", type=positive_float, default=d.qk_init, help="tensor family: Q/K init scale"
     )
     p.add_argument("--qk-max-norm", type=positive_float, help="per-head clamp bound")
-    p.add_argument(
-        "--qk-penalty", type=positive_float, default=d.qk_penalty, help="penalty weight"
-    )
+    p.add_argument("--qk-penalty", type=positive_float, default=d.qk_penalty, help="penalty weight")
     p.add_argument("--log", help="JSONL log (default OUT.log.jsonl)")
     p.add_argument("--plot", help="loss-curve PNG (default OUT.loss.png; 'none' to skip)")
     p.add_argument(
@@ -217,7 +215,7 @@ def _run(args, cfg, spec, output: Path, log: Path, plot: Path | None) -> int:
         "checkpoints": [str(p) for p in result.checkpoints],
     }
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
         return 0
     print(
         f"trained {cfg.family} model on {spec.name}: {summary['steps']} steps in "
