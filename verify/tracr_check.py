@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from craft.tracr.agreement import LIMIT, CheckResult, Oracle, Sampled, Sampler, Verdict
 from craft.tracr.agreement import check as _check
 from craft.tracr.model import TracrModel
+from verify.replay import model_digest
 from verify.search import draw, search
 
 BATCH = 64  # most inputs in one Hypothesis example
@@ -52,10 +53,15 @@ def inputs(vocab: Sequence[Any], max_len: int) -> st.SearchStrategy[tuple[Any, .
     return one()
 
 
-def replay_key(program: Any, vocab: Sequence[Any], max_len: int) -> str:
-    """The program's replay-database key, the same across processes and reloads: RASP
-    labels end in a global counter (``length_3``), which is dropped."""
-    return f"tracr:{re.sub(r'_[0-9]+$', '', program.label)}:{list(vocab)!r}:{max_len}"
+def replay_key(program: Any, vocab: Sequence[Any], max_len: int, model: Any = None) -> str:
+    """The replay-database key of a check, the same across processes and reloads: the
+    program's label (RASP labels end in a global counter, ``length_3``, which is
+    dropped), the vocabulary, ``max_len`` and the digest of the converted model's
+    weights (:func:`verify.replay.model_digest`), so another model of the same program
+    (another ``--mlp-exactness``, another craft version) never replays this one's."""
+    label = re.sub(r"_[0-9]+$", "", program.label)
+    digest = model_digest(model.model)[:16] if model is not None else "-"
+    return f"tracr:{label}:{list(vocab)!r}:{max_len}:{digest}"
 
 
 def value(verdict: Verdict) -> float:
@@ -87,7 +93,7 @@ def sampler(database: str | Path | None = None, batch: int = BATCH) -> Sampler:
             strategy,
             lambda xs: np.array([value(v) for v in judged(xs)]),
             THRESHOLD,
-            name=replay_key(oracle.program, vocab, max_len),
+            name=replay_key(oracle.program, vocab, max_len, oracle.model),
             examples=REPEATS * samples,
             batch=batch,
             seed_=seed,

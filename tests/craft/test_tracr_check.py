@@ -110,3 +110,14 @@ def test_planted_defect_is_found_by_the_shared_search_and_replayed_first(tmp_pat
     assert agreement.failures_on(model, program, [minimal.input]) == [minimal]
     assert first.found_after > 1
     assert again.found_after == 1 and again.failures[0] == minimal
+
+
+def test_the_replay_key_names_the_model() -> None:
+    """Two models of one program (another mlp_exactness) never share replay entries."""
+    from craft.tracr.program import load_program
+    from verify.tracr_check import replay_key
+
+    program, vocab = load_program("lib:length", max_len=4)
+    a, b = (from_rasp(program, vocab, 4, mlp_exactness=e) for e in (100, 1000))
+    keys = {replay_key(program, sorted(vocab), 4, m) for m in (a, a, b)}
+    assert len(keys) == 2
