@@ -8,7 +8,7 @@ compares it with ``rasp.evaluate``. An input's value is 1 when the model disagre
 anywhere and below 0.5 otherwise (half its :attr:`Verdict.closeness`: how near the
 model came to a wrong output), so ``target()`` climbs towards failures; the threshold is
 0.5. A failure shrinks to a minimal failing input, which the replay database (the same
-``.craft/hypothesis`` directory ``craft check`` uses) re-checks first next time.
+replay store ``craft check`` uses, keyed by the model) re-checks first next time.
 
 Hypothesis draws short inputs again and again (each is scored once), so the search's
 budget is three times ``samples``, which scores about ``samples`` distinct inputs.
