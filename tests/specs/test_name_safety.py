@@ -64,3 +64,14 @@ def test_distinct_names_do_not_warn() -> None:
 def test_overall_is_a_reserved_rule_name() -> None:
     with pytest.raises(CraftError, match="rules\\[0\\].name: rule name 'overall' is reserved"):
         parse_spec(spec(rule="overall"), "names.yaml")
+
+
+def test_through_the_cli_it_is_one_line_and_nothing_is_written(tmp_path, capsys) -> None:
+    from tests.refusals import error_line, run, snapshot
+
+    path = tmp_path / "names.yaml"
+    path.write_text(spec(token='"alice\\u200b"'), encoding="utf-8")
+    before = snapshot(tmp_path)
+    code, _, err = run(capsys, "compile", path, "-o", tmp_path / "m.safetensors")
+    error_line(code, err, str(path), "vocab.N[1]", "U+200B ZERO WIDTH SPACE", "fix:")
+    assert snapshot(tmp_path) == before
