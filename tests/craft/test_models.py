@@ -169,3 +169,19 @@ def test_config_validation():
         )
     with pytest.raises(CraftError):
         Layout((Direction("a"), Direction("a")))
+
+
+def test_config_and_hook_errors_name_the_fix() -> None:
+    """Issue #11, class 10: these messages said what was wrong but not what to do."""
+    from specs.errors import CraftError
+
+    with pytest.raises(CraftError, match=r"config.d_model must be >= 1, got 0; fix: .*re-create"):
+        ModelConfig("standard", 1, 1, 0, 1, 0, 3, 3, 4)
+    with pytest.raises(CraftError, match=r"unknown model family 'dense'.*; fix: use 'standard'"):
+        ModelConfig("dense", 1, 1, 4, 1, 0, 3, 3, 4)
+    model = Transformer(ModelConfig("standard", 1, 1, 4, 4, 0, 3, 3, 4))
+    with (
+        pytest.raises(CraftError, match=r"no hook point 'blocks.9.x'; fix: use one of its"),
+        hooks(model, {"blocks.9.x": lambda *a: None}),
+    ):
+        pass
