@@ -243,29 +243,6 @@ def eval_page(model: Transformer, spec: Spec, evaluation: Evaluation, meta: dict
     return page
 
 
-def _every_position(d: Diff, rc: Transformer, rt: Transformer) -> dict[str, Any]:
-    """Position-QK panels over every position both models have (the report's own stop at
-    ``verify.report.MAX_POS``), BOS labelled, keyed by the report panel's title."""
-    from verify.matching import add, centring, compared
-    from verify.report import Panel
-
-    n = min(rc.cfg.n_ctx, rt.cfg.n_ctx)
-    labels = tuple("BOS" if p == 0 else str(p) if p % 8 == 0 else "" for p in range(n))
-    centre = centring("qk_positions", rc, rt)
-    out = {}
-    for c in d.components:
-        m, comp = c.match, c.match.component
-        if not m.found or "qk_positions" not in m.basis:
-            continue
-        heads = ", ".join(f"L{la}H{h}" for la, h in m.heads)
-        title = f"{comp.name} qk_positions: crafted L{comp.layer}H{comp.head} | trained {heads}"
-        mine = compared(rc, "qk_positions", (comp.layer, comp.head), centre, n)
-        theirs = add([compared(rt, "qk_positions", h, centre, n) for h in m.heads])
-        out[title] = Panel(title, "", mine, theirs, labels, labels, "key position",
-                           "query position")  # fmt: skip
-    return out
-
-
 def _component_rows(d: Diff) -> list[list[Any]]:
     from verify.report import carried, effect
 
@@ -312,9 +289,7 @@ def diff_page(d: Diff, crafted: Transformer, trained: Transformer, spec: Spec,
     page.add("<h2>Figures</h2><p>Each figure puts crafted and trained on one colour scale; "
              "a trained panel of several matched heads is their sum.</p>")  # fmt: skip
     runners = {"crafted": as_runner(crafted), "trained": as_runner(trained)}
-    full = _every_position(d, runners["crafted"], runners["trained"])
     for panel in d.panels:
-        panel = full.get(panel.title, panel)
         png = draw_panel(panel, panel_heads(panel.title), spec)
         page.add(figure(png, panel.title))
     _attention_section(page, spec, runners, d.seed)

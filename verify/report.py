@@ -2,10 +2,11 @@
 
 :func:`panels` cuts small, readable matrices out of the circuits that were compared: the
 direct path over (at most ``MAX_TOKENS``) tokens, and per matched component each
-compared circuit restricted to the tokens its rules mention (the first ``MAX_POS``
-positions for position QK). The trained side is the match set's summed circuit. Both
-are centred as they were for the comparison (rows for OV and softmax QK), so equal
-pictures mean equal circuits up to scale: each panel has its own colour scale.
+compared circuit restricted to the tokens its rules mention (every position both models
+have for position QK, BOS labelled). The trained side is the match set's summed circuit.
+Both are centred as they were for the comparison (rows for OV and softmax QK), so equal
+pictures mean equal circuits up to scale; both sides of a figure share one colour scale
+(:func:`verify.html_figures.draw_panel`).
 
 :func:`write_report` writes ``report.md`` and ``figures/*.png``, every file atomically
 (a temporary file, then ``os.replace``), PNGs first and the Markdown last.
@@ -31,7 +32,13 @@ if TYPE_CHECKING:
     from verify.diff import ComponentDiff, Diff
 
 MAX_TOKENS = 40
-MAX_POS = 16
+
+
+def position_labels(n: int) -> tuple[str, ...]:
+    """Tick labels of a position axis: ``BOS`` at 0, then every position up to 24
+    positions, every 8th beyond (readable at 100 dpi)."""
+    step = 1 if n <= 24 else 8
+    return tuple("BOS" if p == 0 else str(p) if p % step == 0 else "" for p in range(n))
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,14 +89,14 @@ def panels(
             continue
         c = m.component
         ids = list(m.tokens) if 0 < len(m.tokens) <= MAX_TOKENS else every
-        n_pos = min(MAX_POS, crafted.cfg.n_ctx, trained.cfg.n_ctx)
+        n_pos = min(crafted.cfg.n_ctx, trained.cfg.n_ctx)  # every position both have
         for kind in m.basis:
             centre = centring(kind, crafted, trained)
             mine = compared(crafted, kind, (c.layer, c.head), centre, n_pos)
             theirs = add([compared(trained, kind, h, centre, n_pos) for h in m.heads])
             if kind == "qk_positions":
                 rows = list(range(n_pos))
-                labels = tuple(str(p) for p in rows)
+                labels = position_labels(n_pos)
                 axes = ("key position", "query position")
             else:
                 rows = ids
