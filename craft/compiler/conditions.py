@@ -72,9 +72,49 @@ def tensor_conditions(an: Analysis, earliest: bool = False) -> tuple[Condition, 
             out += [Condition("single-anchor", (g.name,)) for g in gates if _counts(g)]
         elif not r.deterministic:
             out += [Condition("not-together", (g.name, r.name)) for g in gates]
-            if _counts(r):
+            if _counts(r) and not count_harmless(an, r):
                 out.append(Condition("single-anchor", (r.name,)))
     return tuple(dict.fromkeys(out))
+
+
+def count_harmless(an: Analysis, r) -> bool:
+    """Whether a non-deterministic skip-bigram's readout is exact at any anchor count.
+
+    With ``k`` anchors in its window the readout writes ``k (read:r - tok:v)``, so after
+    cue ``v`` the logits are ``k Lq - (k - 1) Lrow`` instead of ``Lq``. Here ``Lq`` and
+    ``Lrow`` are the compiler's log-probabilities of the rule's ``q`` and of ``v``'s bigram
+    row (:func:`~craft.compiler.analysis.log_probs`: ``ln p`` on the support,
+    ``ln(min p) - G`` off it).
+
+    - On the support of ``q``, the logits are ``Lq`` plus a constant exactly when
+      ``Lrow = Lq + c`` there, i.e. when the row, restricted to that support, is
+      proportional to ``q``. The check uses exact fractions.
+    - Off that support, a token ``u`` trails the least likely support token by
+      ``k G + (k - 1)(Lrow(u) - ln f)``, where ``f`` is the row's least probability on
+      the support. That is at least ``G`` when ``Lrow(u) >= ln f - G``. For ``u`` in the
+      row's support this holds when ``row(u) >= f``. For ``u`` outside it
+      (``Lrow(u) = ln(min row) - G``) it holds when the row's minimum is ``f``. Both come
+      to one condition: no row entry below ``f``.
+    - The readout's other writes must not count either. No lower deterministic rule may
+      be cancelled (``-k fire:l`` would push its target below), and ``r`` may gate no
+      other rule (``1 - k`` would flip the gate).
+
+    ``skip_trigram``'s ``blue-cue`` (berry and cherry 1/2 each, after a CUE row uniform on
+    ANS) is such a rule: it is exact with any number of blues in its window.
+    """
+    if any(x.deterministic for x in an.lower_cofiring(r)):
+        return False  # its readout cancels them, k times
+    if any(r.name in (g.name for g in an.gates(x)) for x in an.rules if x is not r):
+        return False
+    support = dict(r.next.items)
+    for v in r.cue:
+        row = dict(an.direct[v].items)
+        if any(u not in row for u in support):
+            return False
+        floor = min(row[u] for u in support)
+        if len({row[u] / q for u, q in support.items()}) != 1 or min(row.values()) < floor:
+            return False
+    return True
 
 
 def stated(an: Analysis, meta: dict) -> tuple[Condition, ...]:

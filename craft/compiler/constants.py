@@ -126,6 +126,7 @@ def derive(an: Analysis, family: str, n_components: int, dtype: str | None = Non
     for name, magnitude, deterministic in _rows(an, boost, frange + gap):
         if name in huge:  # the recency part pays for its own rounding (see _boosts)
             magnitude = boost[name] - 2 * huge[name]
+        magnitude *= _writes(an, name, family)
         eta = leak + rounding * 4 * magnitude
         expr = DET_BOUND if deterministic else DIST_BOUND
         bound[name] = float(expr.subs({_G: gap, _ETA: eta, _V: v}))
@@ -178,6 +179,15 @@ def _boosts(an: Analysis, family: str, frange: float, gap: float):
             huge[h.name] = extra
     boost = dict(sorted(boost.items(), key=lambda kv: an.info(kv[0]).index))
     return boost, huge
+
+
+def _writes(an: Analysis, name: str, family: str) -> float:
+    """How many times a rule's readout can write its row (tensor family: once per anchor
+    of a non-deterministic skip-bigram; its rounding grows with it)."""
+    info = next((r for r in an.rules if r.name == name), None)
+    if family != "tensor" or info is None or info.deterministic or info.kind != "skip_bigram":
+        return 1.0
+    return float(info.max_count(an.spec.max_len))
 
 
 def _readout_count(an: Analysis, h) -> float:

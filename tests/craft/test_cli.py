@@ -21,6 +21,7 @@ from craft.compiler import compile_spec
 from craft.compiler.conditions import condition_mask
 from craft.models import load_model
 from specs.load import library_path
+from tests.verify.test_behaviour import TWO_ANCHORS
 
 LIBRARY_SPEC = str(specs.library_path("skip_trigram"))
 STAT_KEYS = {"kl", "ce", "entropy", "accuracy", "n", "max_kl"}
@@ -91,12 +92,15 @@ def test_compile_writes_a_loadable_model_and_prints_bounds(tmp_path, capsys) -> 
 
 def test_compile_json_tensor_family_lists_conditions(tmp_path, capsys) -> None:
     out_path = tmp_path / "toy.safetensors"
-    toy = str(specs.library_path("skip_trigram"))  # a two-anchor window: a stated condition
-    code, out, _ = run(capsys, "compile", toy, "-o", str(out_path), "--family", "tensor", "--json")
+    toy = tmp_path / "two.yaml"  # two anchors in a window change the output: a condition
+    toy.write_text(TWO_ANCHORS)
+    code, out, _ = run(
+        capsys, "compile", str(toy), "-o", str(out_path), "--family", "tensor", "--json"
+    )
     assert code == 0
     data = json.loads(out)
     assert data["family"] == "tensor" and data["model"] == str(out_path)
-    assert data["format"] == "craft-compile/1" and data["spec"]["name"] == "skip-trigram"
+    assert data["format"] == "craft-compile/1" and data["spec"]["name"] == "two-anchors"
     assert data["config"]["n_layers"] >= 1 and data["params"] > 0
     assert {sub["name"] for sub in data["layout"]} >= {"tok", "pos"}
     assert set(data["bounds"]) == set(specs.load_spec(toy).rule_names())
@@ -237,8 +241,16 @@ def test_compile_shape_prints_codes_interference_and_scope(tmp_path, capsys) -> 
     out_path = tmp_path / "compact.safetensors"
     code, out, err = run(capsys, "compile", LIBRARY_SPEC, "-o", str(out_path), "--shape", "2x4x64")
     assert code == 0, err
-    for needle in ["attention-only", "2x4x64", "feature codes", "tok:red", "every context",
-                   "worst interference", "trigram-head", "parameters"]:
+    for needle in [
+        "attention-only",
+        "2x4x64",
+        "feature codes",
+        "tok:red",
+        "every context",
+        "worst interference",
+        "trigram-head",
+        "parameters",
+    ]:
         assert needle in out, needle
     m = load_model(out_path)
     assert (m.cfg.n_layers, m.cfg.n_heads, m.cfg.d_model, m.cfg.d_mlp) == (2, 4, 64, 0)
@@ -248,8 +260,7 @@ def test_compile_shape_prints_codes_interference_and_scope(tmp_path, capsys) -> 
 
 def test_compile_smallest_prints_the_curve(tmp_path, capsys) -> None:
     out_path = tmp_path / "small.safetensors"
-    code, out, _ = run(capsys, "compile", LIBRARY_SPEC, "-o", str(out_path), "--smallest",
-                       "--json")
+    code, out, _ = run(capsys, "compile", LIBRARY_SPEC, "-o", str(out_path), "--smallest", "--json")
     assert code == 0
     doc = json.loads(out)
     searched = doc["searched"]

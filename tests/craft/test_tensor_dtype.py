@@ -124,3 +124,17 @@ def test_craft_check_finds_a_too_small_recency_ratio(monkeypatch) -> None:
     assert len(ctx) <= 12  # the first copy, two or more later ones with another follower
     [ok] = check_all(good, spec, claim, examples=60, sweep=60)
     assert ok.passed
+
+
+def test_a_count_that_cannot_change_the_output_states_no_condition() -> None:
+    """skip_trigram's blue-cue (berry, cherry 1/2 after a CUE row uniform on ANS) is
+    exact with any number of blues in its window (conditions.count_harmless), so the
+    tensor model states no condition; 1 to 4 blues before the cue, all within bound."""
+    spec = specs.load_library("skip_trigram")
+    c = compile_spec(spec, "tensor")
+    assert c.conditions == ()
+    blue, ask, um = (spec.vocab.index(t) for t in ("blue", "ask", "um"))
+    ctxs = [[blue] * k + [um] * (4 - k) + [ask] for k in range(1, 5)]
+    kl, rules = last_kl(spec, c.model, ctxs)
+    assert {spec.rule_names()[r] for r in rules} == {"blue-cue"}
+    assert (kl <= c.constants.bound["blue-cue"]).all()
