@@ -21,21 +21,12 @@ from craft.compiler import compile_spec
 from craft.compiler.conditions import condition_mask
 from craft.models import load_model
 from specs.load import library_path
+from tests.refusals import COIN
 from tests.verify.test_behaviour import TWO_ANCHORS
 
 LIBRARY_SPEC = str(specs.library_path("skip_trigram"))
 STAT_KEYS = {"kl", "ce", "entropy", "accuracy", "n", "max_kl"}
 
-COIN = """\
-format: craft-spec/1
-name: coin
-vocab: {SIDE: [heads, tails]}
-max_len: 6
-start: {SIDE: 1}
-rules:
-  - name: biased
-    bigram: {"*": {heads: 0.7, tails: 0.3}}
-"""
 
 SHADOWED = """\
 format: craft-spec/1

@@ -14,21 +14,12 @@ from craft.compiler import compile_spec
 from craft.models import ModelConfig, Transformer
 from specs.errors import CraftError
 from tests.golden import GOLDEN
+from tests.refusals import COIN
 from verify.behaviour import Evaluation, RuleStats, evaluate, kl_per_position
 
 EXACT_KL = 1e-3  # the standard family must be this close to the spec on every rule
 STAT_KEYS = {"kl", "ce", "entropy", "accuracy", "n", "max_kl"}
 
-COIN = """
-format: craft-spec/1
-name: coin
-vocab: {SIDE: [heads, tails]}
-max_len: 6
-start: {SIDE: 1}
-rules:
-  - name: biased
-    bigram: {"*": {heads: 0.7, tails: 0.3}}
-"""
 
 
 @functools.cache
