@@ -27,6 +27,7 @@ from craft import export_cli, import_cli
 from craft.argtypes import DefaultsHelpFormatter, int_at_least, positive_float
 from craft.compiler import COMPILER_VERSION, FAMILIES, compile_spec
 from craft.compiler.compact import Shape, compile_compact, smallest
+from craft.compiler.positions import derive_positions
 from craft.interrupts import interrupted_line, signals_as_interrupts
 from craft.memory import limited, parse_size, require
 from craft.models import load_model, save_model
@@ -105,6 +106,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         compiled = compile_spec(spec, args.family, args.dtype)
         model, what = compiled.model, f"{compiled.plan.n_layers} layers"
+    if args.positions == "none":
+        model = derive_positions(model, args.dtype)
+        what = f"{what} + 1 layer deriving positions, {model.cfg.n_layers} in all"
     save_model(model, args.output)
     summary = model_summary(model)
     if curve is not None:
@@ -247,6 +251,12 @@ def _compile_parser(sub) -> None:
         choices=("float32", "float64"),
         help="the float type of the weights (default: float32 unless the tensor family's "
         "induction outgrows it; the report states the limit)",
+    )
+    p.add_argument(
+        "--positions",
+        choices=("learned", "none"),
+        default="learned",
+        help="none: no positional embedding; a first layer derives it (standard family)",
     )
     p.add_argument(
         "--shape",

@@ -52,6 +52,7 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
         "float32_limit": meta.get("float32_limit"),
         "interference": list(meta.get("interference") or []),
         "codes": dict(meta.get("codes") or {}),
+        "derived_positions": meta.get("positions"),
     }
     if directions:
         out["directions"] = [str(d) for d in layout] if layout is not None else []
@@ -143,6 +144,13 @@ def _print_scope(console: Console, s: dict[str, Any]) -> None:
         console.print(
             f"float32 limit: max_len {s['float32_limit']} (induction's recency weights grow "
             f"as 3**max_len; beyond it the model runs in float64)",
+            soft_wrap=True,
+        )
+    if s.get("derived_positions"):
+        console.print(
+            "positions: no embedding; layer 0 derives the learned table (position-share "
+            "head writes 1/(t+1), position-code MLP interpolates), largest code error "
+            f"{_num(s['derived_positions']['code_error'])}",
             soft_wrap=True,
         )
     if s.get("interference"):

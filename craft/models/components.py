@@ -38,6 +38,8 @@ class ComponentKind(StrEnum):
       ``(x[t-1], x[t])`` is a trigram pair, and to BOS otherwise.
     * ``readout-head`` (compact compiler): attends to its own position when a
       non-deterministic rule fires and writes that rule's distribution.
+    * ``position-share`` (position-free models): attends uniformly over the prefix and
+      writes BOS's share ``1/(t+1)`` (:mod:`craft.compiler.positions`).
 
     MLP kinds (a group of units each):
 
@@ -45,6 +47,8 @@ class ComponentKind(StrEnum):
       and ``tok``.
     * ``readout``: gives a non-deterministic rule its exact distribution, cancelling
       the direct path and lower rules' boosts where it fires.
+    * ``position-code``: turns ``1/(t+1)`` into the position code a learned table
+      would have added (a piecewise-linear interpolant through every position).
     """
 
     PREVIOUS_TOKEN = "previous-token"
@@ -54,11 +58,14 @@ class ComponentKind(StrEnum):
     READOUT = "readout"
     TRIGRAM_HEAD = "trigram-head"
     READOUT_HEAD = "readout-head"
+    POSITION_SHARE = "position-share"
+    POSITION_CODE = "position-code"
 
     @property
     def sublayer(self) -> Sublayer:
         """``"mlp"`` for the MLP kinds, ``"attn"`` for the rest."""
-        return "mlp" if self in (ComponentKind.TRIGRAM_AND, ComponentKind.READOUT) else "attn"
+        mlp = (ComponentKind.TRIGRAM_AND, ComponentKind.READOUT, ComponentKind.POSITION_CODE)
+        return "mlp" if self in mlp else "attn"
 
 
 # kinds as the compiler wrote them before records (its class names)

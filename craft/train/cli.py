@@ -55,8 +55,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--d-mlp", type=int_at_least(0), default=d.d_mlp, help="0: attention-only")
     p.add_argument(
         "--positions",
-        choices=("learned", "rotary"),
-        help="default: rotary for the tensor family, learned for the standard one",
+        choices=("learned", "rotary", "none"),
+        help="none: no positional embedding (the model must derive position); "
+        "default: rotary for the tensor family, learned for the standard one",
     )
     p.add_argument("--steps", type=int_at_least(1), default=d.steps, help="optimizer steps")
     p.add_argument("--batch", type=int_at_least(1), default=d.batch, help="sequences a step")

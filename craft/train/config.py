@@ -38,8 +38,10 @@ class TrainConfig:
         n_layers, n_heads, d_model: model shape.
         d_head: head width; ``None`` means ``d_model // n_heads``.
         d_mlp: MLP width, 0 for attention-only.
-        positions: ``learned`` or ``rotary`` (tensor only); ``None`` means rotary for
-            the tensor family (the published setup) and learned for the standard one.
+        positions: ``learned``, ``rotary`` (tensor only) or ``none`` (no positional
+            embedding: the model must derive position itself, e.g. from causal
+            attention); ``None`` means rotary for the tensor family (the published
+            setup) and learned for the standard one.
         steps: optimiser steps.
         batch: sequences per step, sampled fresh from the spec each step.
         length: tokens per sequence after BOS; ``None`` means ``min(128, max_len)``.
@@ -68,7 +70,7 @@ class TrainConfig:
     d_model: int = 64
     d_head: int | None = None
     d_mlp: int = 0
-    positions: Literal["learned", "rotary"] | None = None
+    positions: Literal["learned", "rotary", "none"] | None = None
     steps: int = 5000
     batch: int = 256
     length: int | None = None
@@ -103,8 +105,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 _fail(name, value, "an integer >= 1")
-        if self.positions not in (None, "learned", "rotary"):
-            _fail("positions", self.positions, "'learned' or 'rotary'")
+        if self.positions not in (None, "learned", "rotary", "none"):
+            _fail("positions", self.positions, "'learned', 'rotary' or 'none'")
         if self.positions == "rotary" and self.family != "tensor":
             _fail("positions", self.positions, "'learned' for the standard family")
         if self.device not in ("auto", "cpu", "cuda"):
