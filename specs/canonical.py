@@ -12,41 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
+from specs.core import SPEC_FORMAT, Dist, Vocab
 from specs.errors import CraftError
-from specs.model import SPEC_FORMAT, Bigram, Dist, Induction, Rule, SkipBigram, Spec, Vocab
+from specs.kinds import Rule, kind_of
+from specs.kinds.base import dist_data, dumps
+from specs.model import Spec
 
 
 def _dist(vocab: Vocab, dist: Dist) -> dict[str, str]:
-    return {vocab.tokens[i]: str(p) for i, p in dist.items}
-
-
-def _tokens(vocab: Vocab, ids: frozenset[int]) -> list[str]:
-    return [vocab.tokens[i] for i in sorted(ids)]
+    return dist_data(vocab, dist)
 
 
 def _rule(vocab: Vocab, rule: Rule) -> dict[str, Any]:
-    if isinstance(rule, Bigram):
-        body: dict[str, Any] = {vocab.tokens[i]: _dist(vocab, d) for i, d in rule.table}
-        return {"name": rule.name, "bigram": body}
-    if isinstance(rule, SkipBigram):
-        body = {
-            "anchor": _tokens(vocab, rule.anchor),
-            "cue": _tokens(vocab, rule.cue),
-            "window": list(rule.window),
-            "next": _dist(vocab, rule.next),
-        }
-        return {"name": rule.name, "skip_bigram": body}
-    if isinstance(rule, Induction):
-        return {"name": rule.name, "induction": {"on": _tokens(vocab, rule.on)}}
-    body = {
-        "after": [_tokens(vocab, rule.first), _tokens(vocab, rule.second)],
-        "next": _dist(vocab, rule.next),
-    }
-    return {"name": rule.name, "trigram": body}
+    kind = kind_of(rule)
+    return {"name": rule.name, kind.key: kind.to_data(rule, vocab)}
 
 
 def spec_to_data(spec: Spec) -> dict[str, Any]:
@@ -68,29 +50,23 @@ def canonical_json(spec: Spec) -> str:
 
 
 def _json_chunks(spec: Spec) -> Iterator[str]:
-    """:func:`canonical_json` in pieces of at most one bigram row each, so the digest of
-    a spec with a large vocabulary never holds its V x V canonical table at once (a
-    ``"*"`` row over 4,000 tokens expands to 16 million entries)."""
+    """:func:`canonical_json` in pieces (each kind's :meth:`~specs.kinds.base.Kind.json_chunks`),
+    so the digest of a spec with a large vocabulary never holds its V x V canonical
+    table at once (a ``"*"`` row over 4,000 tokens expands to 16 million entries)."""
     data = spec_to_data(dataclasses.replace(spec, rules=()))
     head = _dumps(data)
     yield head[: -len("[]}")] + "["
-    rows: dict[int, str] = {}  # a "*" row is one Dist object shared by all its tokens
+    cache: dict[int, Any] = {}  # e.g. a "*" row is one Dist object shared by all its tokens
     for i, rule in enumerate(spec.rules):
-        yield "," if i else ""
-        if isinstance(rule, Bigram):
-            yield f'{{"name":{_dumps(rule.name)},"bigram":{{'
-            for j, (token, dist) in enumerate(rule.table):
-                if id(dist) not in rows:
-                    rows[id(dist)] = _dumps(_dist(spec.vocab, dist))
-                yield f"{',' if j else ''}{_dumps(spec.vocab.tokens[token])}:{rows[id(dist)]}"
-            yield "}}"
-        else:
-            yield _dumps(_rule(spec.vocab, rule))
+        kind = kind_of(rule)
+        yield f'{"," if i else ""}{{"name":{_dumps(rule.name)},{_dumps(kind.key)}:'
+        yield from kind.json_chunks(rule, spec.vocab, cache)
+        yield "}"
     yield "]}"
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return dumps(obj)
 
 
 MAX_CANONICAL_BYTES = 16 * 2**30
@@ -100,23 +76,19 @@ MAX_CANONICAL_BYTES = 16 * 2**30
 
 
 def canonical_size(spec: Spec) -> int:
-    """The length of :func:`canonical_json` in bytes, without writing it (each distinct
-    row measured once): what :func:`spec_digest` checks before hashing."""
-    vocab, rows = spec.vocab, {}
+    """The length of :func:`canonical_json` in bytes, without writing it (each kind's
+    :meth:`~specs.kinds.base.Kind.json_size`): what :func:`spec_digest` checks before
+    hashing."""
 
     def size(obj: Any) -> int:
         return len(_dumps(obj).encode("utf-8"))
 
     total = size(spec_to_data(dataclasses.replace(spec, rules=()))) + max(len(spec.rules) - 1, 0)
+    cache: dict[int, Any] = {}
     for rule in spec.rules:
-        if not isinstance(rule, Bigram):
-            total += size(_rule(vocab, rule))
-            continue
-        total += size(rule.name) + len('{"name":,"bigram":{}}') + len(rule.table) - 1
-        for token, dist in rule.table:
-            if id(dist) not in rows:
-                rows[id(dist)] = size(_dist(vocab, dist))
-            total += size(vocab.tokens[token]) + 1 + rows[id(dist)]
+        kind = kind_of(rule)
+        total += size(rule.name) + size(kind.key) + len('{"name":,:}')
+        total += kind.json_size(rule, spec.vocab, cache)
     return total
 
 

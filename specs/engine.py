@@ -6,25 +6,26 @@ runs it over given tokens; :func:`specs.sample.sample` runs it while drawing tok
 
 The rules are compiled once per spec (:func:`compiled`, cached) into lookup tables, so
 that one position costs a fixed, small number of numpy operations whatever the number
-of rules (no per-rule loop, no data-dependent branches):
+of rules (no per-rule loop, no data-dependent branches). Each rule kind compiles all
+its rules into one *part* (:meth:`specs.kinds.base.Kind.compile`, in the kind's
+module):
 
-* **local rules** (bigram, trigram) depend only on ``(x[t-1], x[t])``: one table
-  ``[prev class, x[t]]`` gives the first local rule that fires and its distribution.
-  Previous tokens are grouped into classes by their membership in the trigrams'
-  ``first`` sets (one class when there are no trigrams), so the table is small;
-* **skip-bigrams** keep, per rule and row, the last ``t`` at which the window still
-  holds an anchor: ``s + hi`` for the latest anchor position ``s <= t - lo`` (updated
-  with the one position that enters the window at each step); the rule holds iff
-  ``x[t]`` is a cue and that value is ``>= t``;
-* **induction** keeps, per row and token, what followed its first occurrence
-  (``-1`` while unseen), written when the follower is known;
+* **local parts** (bigram, trigram) depend only on ``(x[t-1], x[t])``; they are merged
+  into one table ``[prev class, x[t]]`` giving the first local rule that fires and its
+  distribution. Previous tokens are grouped into classes by what the parts need of
+  them (one class when only bigrams are local), so the table is small;
+* **stateful parts** (skip-bigram, induction, bracket, copy) keep per-row state over
+  the positions already seen (the window's anchors, the first occurrences' followers,
+  the bracket stack; copy reads a column of the tokens) and give, at each position,
+  their best candidate;
 * the firing rule is the smallest rule id among these (ids are priorities). Each
   candidate is packed as ``code = rule id * D + distribution id`` (``D`` distributions),
   so one elementwise ``minimum`` picks both, and ``divmod`` unpacks them.
 
 Every distribution a rule can give (deduplicated, plus the one-hot of every token for
-induction) has an id; :meth:`Evaluator.draw` draws from ids by inverse CDF with exactly
-the arithmetic of :func:`specs.sample.draw` (the same token for the same uniform).
+the kinds that copy a token) has an id; :meth:`Evaluator.draw` draws from ids by
+inverse CDF with exactly the arithmetic of :func:`specs.sample.draw` (the same token
+for the same uniform).
 
 Shape glossary: ``B`` batch, ``T`` columns of a token array (BOS at column 0, token
 ``x[t]`` at column ``t``), ``V`` vocabulary size; index ``V`` (BOS) is added to every
@@ -38,7 +39,9 @@ import weakref
 import numpy as np
 
 from specs.errors import CraftError
-from specs.model import Bigram, Dist, Induction, SkipBigram, Spec, Trigram
+from specs.kinds import KINDS, kind_of
+from specs.kinds.base import Part, Step, compact
+from specs.model import Dist, Spec
 
 _TWO53 = float(2**53)  # numpy's float64 uniforms are k / 2**53, k in 0..2**53-1
 _GUIDE_LIMIT = 1 << 21  # entries of the guide table (distributions x buckets)
@@ -50,16 +53,6 @@ _DENSE_LIMIT = 1 << 22  # entries of the dense [dists, V] table kept for truth()
 def uniforms_as_ints(uniforms: np.ndarray) -> np.ndarray:
     """float64 uniforms of numpy's Generator (``k / 2**53``) -> the integers ``k``."""
     return (np.asarray(uniforms, dtype=np.float64) * _TWO53).astype(np.int64)
-
-
-def _compact(table: np.ndarray) -> np.ndarray:
-    """Big index tables in the smallest signed int dtype that holds them (memory)."""
-    if table.size <= 1 << 16:
-        return table.astype(np.int64)
-    hi = int(table.max(initial=0))
-    lo = int(table.min(initial=0))
-    dtype = np.int16 if lo >= -(2**15) and hi < 2**15 else np.int32
-    return table.astype(dtype)
 
 
 class _Dists:
@@ -155,84 +148,47 @@ class Tables:
 
     def __init__(self, spec: Spec):
         v = len(spec.vocab)
-        n_rules = len(spec.rules)
-        big = n_rules + 1  # "no rule": larger than every rule id and the start id
+        big = len(spec.rules) + 1  # "no rule": larger than every rule id and the start id
         self.vocab, self.vocab_size, self.big = spec.vocab, v, big
         self.start_rule_id = spec.start_rule_id
+        self.max_len = spec.max_len
         dists = _Dists(v)
         self.start_dist = dists.id(spec.start)
-        bigram_rule = np.full(v + 1, big, dtype=np.int64)
-        bigram_dist = np.zeros(v + 1, dtype=np.int64)
-        fixed_dist = np.zeros(n_rules + 2, dtype=np.int64)  # trigram/skip rule -> dist
-        induction_rule = np.full(v + 1, big, dtype=np.int64)
-        trigrams: list[tuple[int, Trigram]] = []
-        skips: list[tuple[int, SkipBigram]] = []
-        for rule_id, rule in enumerate(spec.rules):
-            if isinstance(rule, Bigram):
-                for token, dist in rule.table:
-                    if bigram_rule[token] == big:
-                        bigram_rule[token] = rule_id
-                        bigram_dist[token] = dists.id(dist)
-            elif isinstance(rule, Trigram):
-                trigrams.append((rule_id, rule))
-                fixed_dist[rule_id] = dists.id(rule.next)
-            elif isinstance(rule, SkipBigram):
-                skips.append((rule_id, rule))
-                fixed_dist[rule_id] = dists.id(rule.next)
-            elif isinstance(rule, Induction):
-                on = np.array(sorted(rule.on), dtype=np.int64)
-                induction_rule[on] = np.minimum(induction_rule[on], rule_id)
-            else:
-                raise CraftError(
-                    f"unknown rule kind {type(rule).__name__}", fix="use a rule from specs.model"
-                )
+        kinds = [kind_of(rule) for rule in spec.rules]
+        parts: list[Part] = []
+        for kind in KINDS:
+            mine = [(i, rule) for i, rule in enumerate(spec.rules) if kinds[i] is kind]
+            if mine:
+                parts.append(kind.compile(mine, dists, v))
         dists.freeze()
         self.dists = dists
         width = len(dists.lens)  # D: packed code = rule id * D + distribution id
         self.code_width, self.no_code = width, big * width  # no_code: "no rule fires"
-        self.covered = bool((bigram_rule[:v] < big).all())  # every context has a rule
-
-        # local rules: [prev class, current token] -> first bigram/trigram rule, its dist
-        prev_class = np.zeros(v + 1, dtype=np.int64)
-        local_rule, local_dist = bigram_rule[None, :], bigram_dist[None, :]
-        if trigrams:
-            first = np.zeros((v + 1, len(trigrams)), dtype=bool)
-            second = np.zeros((v + 1, len(trigrams)), dtype=bool)
-            for i, (_, rule) in enumerate(trigrams):
-                first[sorted(rule.first), i] = True
-                second[sorted(rule.second), i] = True
-            first_sets, prev_class = np.unique(first, axis=0, return_inverse=True)
-            second_sets, cur_class = np.unique(second, axis=0, return_inverse=True)
-            prev_class, cur_class = prev_class.reshape(-1), cur_class.reshape(-1)
-            by_class = np.full((len(first_sets), len(second_sets)), big, dtype=np.int32)
-            for i in reversed(range(len(trigrams))):  # the first trigram written last
-                by_class[np.ix_(first_sets[:, i], second_sets[:, i])] = trigrams[i][0]
-            tri_rule = by_class[:, cur_class]  # [prev classes, V + 1]
-            tri_wins = tri_rule < bigram_rule
-            local_rule = np.where(tri_wins, tri_rule, bigram_rule)
-            local_dist = np.where(tri_wins, fixed_dist[tri_rule], bigram_dist)
+        for part in parts:
+            part.finish(width, self.no_code)
+        covered = frozenset().union(*(kind_of(r).unconditional(r) for r in spec.rules))
+        self.covered = len(covered) == v  # every context has a rule
+        tables = [(part, part.local()) for part in parts]
+        local = [table for _, table in tables if table is not None]
+        prev_class, codes = _merge_local(local, v, self.no_code)
         self.prev_offset = prev_class * (v + 1)  # flat row offset of each previous token
-        self.local_code = _compact(local_rule * width + local_dist).reshape(-1)
+        self.local_code = compact(codes).reshape(-1)
+        self.stateful = tuple(part for part, table in tables if table is None)
 
-        # skip-bigrams, stacked in priority order, rule-major ([S, ...]) for fast reductions
-        self.n_skips = len(skips)
-        if skips:
-            lo = np.array([r.window[0] for _, r in skips], dtype=np.int64)
-            self.skip_lo, self.skip_same_lo = lo, bool((lo == lo[0]).all())
-            hi = np.array([r.window[1] for _, r in skips], dtype=np.int64)[:, None]
-            self.skip_hi = int(hi[0, 0]) if (hi == hi[0, 0]).all() else hi
-            self.anchor = np.zeros((len(skips), v + 1), dtype=bool)
-            cue = np.zeros((len(skips), v + 1), dtype=bool)
-            for j, (_, rule) in enumerate(skips):
-                self.anchor[j, sorted(rule.anchor)] = True
-                cue[j, sorted(rule.cue)] = True
-            ids = np.array([rule_id for rule_id, _ in skips], dtype=np.int64)[:, None]
-            codes = ids * width + fixed_dist[ids]
-            self.cue_code = _compact(np.where(cue, codes, self.no_code))  # [S, V + 1]
-            self.skip_rows = np.arange(len(skips))[:, None]
-        # induction: rule id * D + (one-hot dist id of the follower, or no_code if unseen)
-        self.has_induction = bool((induction_rule < big).any())
-        self.induction_base = np.where(induction_rule < big, induction_rule * width, self.no_code)
+
+def _merge_local(
+    tables: list[tuple[np.ndarray, np.ndarray]], vocab_size: int, no_code: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(prev_class [V + 1], codes [C, V + 1])`` table for all local parts: a class
+    per distinct combination of the parts' classes, the smallest code of the parts."""
+    if not tables:
+        return np.zeros(vocab_size + 1, dtype=np.int64), np.full((1, vocab_size + 1), no_code)
+    classes = np.stack([prev for prev, _ in tables], axis=1)  # [V + 1, parts]
+    combos, prev_class = np.unique(classes, axis=0, return_inverse=True)
+    codes = np.full((len(combos), vocab_size + 1), no_code, dtype=np.int64)
+    for j, (_, part_codes) in enumerate(tables):
+        np.minimum(codes, part_codes[combos[:, j]], out=codes)
+    return prev_class.reshape(-1).astype(np.int64), codes
 
 
 _CACHE: dict[int, tuple[weakref.ref, Tables]] = {}
@@ -252,26 +208,24 @@ def compiled(spec: Spec) -> Tables:
 class Evaluator:
     """Evaluates the rules over a batch, position after position.
 
-    Call :meth:`step` (or :meth:`step_ids`) for ``t = 0, 1, 2, ...`` in order; it keeps,
-    per row, until when each skip-bigram's window holds an anchor and what followed the
-    first occurrence of every token (for induction), so one pass is ``O(B T)`` numpy
-    work with a fixed number of operations per position.
+    Call :meth:`step` (or :meth:`step_ids`) for ``t = 0, 1, 2, ...`` in order; the
+    stateful parts keep, per row, what they need of the positions already seen (until
+    when each skip-bigram's window holds an anchor, what followed the first occurrence
+    of every token, ...), so one pass is ``O(B T)`` numpy work with a fixed number of
+    operations per position.
     """
 
-    def __init__(self, spec: Spec, batch: int):
+    def __init__(self, spec: Spec, batch: int, length: int | None = None):
+        """``length``: the most tokens after BOS this evaluator will see (default
+        ``spec.max_len``); it sizes per-row state such as bracket stacks."""
         tab = compiled(spec)
         self.tables = tab
         self.vocab_size = tab.vocab_size
         self.batch = batch
         self.t = 0
-        if tab.n_skips:
-            # active_until[j, b]: last t at which an anchor seen so far is in rule j's window
-            self.active_until = np.full((tab.n_skips, batch), -1, dtype=np.int64)
-        if tab.has_induction:
-            # follower[b * (V + 1) + x]: the token after the first x (= its one-hot dist id)
-            self.follower = np.full(batch * (tab.vocab_size + 1), tab.no_code, dtype=np.int64)
-            self.row_offset = np.arange(batch, dtype=np.int64) * (tab.vocab_size + 1)
-            self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        length = tab.max_len if length is None else length
+        steps = (part.start(batch, length) for part in tab.stateful)
+        self._steps: tuple[Step, ...] = tuple(step for step in steps if step is not None)
 
     def step_ids(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distribution ids (see :meth:`draw`) and firing rule ids of ``x[t+1]``, int [B]
@@ -292,10 +246,8 @@ class Evaluator:
         flat = tab.prev_offset.take(tokens[:, t - 1])
         flat += current
         code = tab.local_code.take(flat)
-        if tab.n_skips:
-            code = np.minimum(code, self._skip(tokens, t, current))
-        if tab.has_induction:
-            code = np.minimum(code, self._induction(current))
+        for step in self._steps:
+            code = np.minimum(code, step(tokens, t, current))
         rule, dist = np.divmod(code, tab.code_width)
         if not tab.covered and (rule >= tab.big).any():
             row = int(np.argmax(rule >= tab.big))
@@ -305,33 +257,6 @@ class Evaluator:
                 fix='add a fallback bigram with a "*" key as the last rule',
             )
         return dist, rule
-
-    def _skip(self, tokens: np.ndarray, t: int, current: np.ndarray) -> np.ndarray:
-        """Packed code of the first firing skip-bigram per row (``no_code`` when none)."""
-        tab, until = self.tables, self.active_until
-        if tab.skip_same_lo:
-            s = t - int(tab.skip_lo[0])  # the anchor position entering the window
-            if s >= 1:  # an anchor at s keeps its rule's window open until t = s + hi
-                np.copyto(until, s + tab.skip_hi, where=tab.anchor.take(tokens[:, s], axis=1))
-        else:
-            s = t - tab.skip_lo
-            entering = tokens[:, np.maximum(s, 0)].T  # [S, B]; column 0 (BOS): no anchor
-            hit = tab.anchor[tab.skip_rows, entering]
-            np.copyto(until, s[:, None] + tab.skip_hi, where=hit)
-        cue_code = tab.cue_code.take(current, axis=1)
-        return np.where(until >= t, cue_code, tab.no_code).min(axis=0)
-
-    def _induction(self, current: np.ndarray) -> np.ndarray:
-        """Packed code of the induction rule per row: ``>= no_code`` when it cannot fire
-        (``x[t]`` in no ``on`` or not seen before)."""
-        tab = self.tables
-        if self._pending is not None:  # x[t] follows x[t-1]: record it if x[t-1] was new
-            where, old, new = self._pending
-            self.follower[where] = np.where(new, current, old)
-        where = self.row_offset + current
-        follower = self.follower.take(where)
-        self._pending = (where, follower, follower == tab.no_code)
-        return tab.induction_base.take(current) + follower
 
     @property
     def bucket_shift(self) -> int:

@@ -2,53 +2,29 @@
 
 Every check that needs the vocabulary lives here: names of tokens and categories,
 probabilities that sum to 1, windows that fit ``max_len``, rule names. Each failure is
-a one-line :class:`CraftError` naming the file, the YAML path and the fix. Coverage and
+a one-line :class:`CraftError` naming the file, the YAML path and the fix. The body of
+each rule is resolved by its kind (:mod:`specs.kinds`), with the
+:class:`~specs.names.NameResolver` of the vocabulary. Coverage and
 shadowing (properties of the rule list as a whole) are in :mod:`specs.analysis`.
 """
 
 from __future__ import annotations
 
-import difflib
 import unicodedata
 import warnings
-from dataclasses import dataclass, field
-from fractions import Fraction
 
+from specs.core import BOS, MAX_LEN_LIMIT, START_RULE, Dist, Vocab
 from specs.errors import CraftError, CraftWarning
-from specs.model import (
-    BOS,
-    MAX_LEN_LIMIT,
-    START_RULE,
-    Bigram,
-    Dist,
-    Induction,
-    Rule,
-    SkipBigram,
-    Trigram,
-    Vocab,
-)
-from specs.schema import RuleFile, SkipBigramFile, SpecFile, TrigramFile
+from specs.kinds import KEYS, Rule, by_key
+from specs.names import STAR, NameResolver, fmt_fraction
+from specs.schema import RuleFile, SpecFile
 from specs.yamlpath import ROOT, YamlPath, where
 
-STAR = "*"  # the bigram key (and selector) meaning "every token"
+__all__ = ["NameResolver", "fmt_fraction", "invisible", "resolve_parts", "resolve_rule"]
+
 RESERVED = (BOS, STAR)
 OVERALL = "overall"  # the all-rules figure beside the per-rule ones in logs and reports
 RESERVED_RULES = (START_RULE, OVERALL)
-
-
-def fmt_fraction(value: Fraction) -> str:
-    """A fraction for a message: ``6/5``; very long ones approximately."""
-    text = str(value)
-    if len(text) <= 24:
-        return text
-    try:
-        return f"about {float(value):.17g}"
-    except OverflowError:
-        return "a huge number"
-
-
-def _items(count: int) -> str:
-    return f"{count} item" if count == 1 else f"{count} items"
 
 
 def _check_name(name: str, what: str, path: YamlPath, source: str) -> None:
@@ -137,124 +113,6 @@ def resolve_vocab(raw: dict[str, list[str]], source: str) -> Vocab:
     return Vocab(tuple((cat, tuple(tokens)) for cat, tokens in raw.items()))
 
 
-@dataclass(frozen=True)
-class NameResolver:
-    """Resolves token/category names of one vocabulary, raising located errors."""
-
-    vocab: Vocab
-    source: str
-    known: frozenset[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        known = frozenset(self.vocab.tokens) | frozenset(self.vocab.category_names())
-        object.__setattr__(self, "known", known | {STAR})
-
-    def ids(self, name: str, path: YamlPath) -> frozenset[int]:
-        """Token ids named by a token, a category or ``"*"``."""
-        if name not in self.known:
-            known = list(self.vocab.tokens) + list(self.vocab.category_names())
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise CraftError(
-                f"unknown token or category {name!r}",
-                where=where(self.source, path),
-                fix=f"{hint}use a token or category listed under `vocab`, or add it there",
-            )
-        return self.vocab.resolve(name)
-
-    def selector(self, names: tuple[str, ...], path: YamlPath) -> frozenset[int]:
-        return frozenset().union(*(self.ids(name, path) for name in names))
-
-    def rank(self, name: str) -> int:
-        """Bigram key precedence: token 0 < category 1 < ``"*"`` 2 (lower wins)."""
-        if name == STAR:
-            return 2
-        return 1 if name in self.vocab.category_names() else 0
-
-    def dist(self, table: dict[str, Fraction], path: YamlPath) -> Dist:
-        """A ``next`` mapping -> exact Dist; a category spreads its mass uniformly."""
-        if not table:
-            raise CraftError(
-                "empty distribution",
-                where=where(self.source, path),
-                fix="give at least one token or category, with probabilities summing to 1",
-            )
-        mass: dict[int, Fraction] = {}
-        for name, prob in table.items():
-            if prob < 0:
-                raise CraftError(
-                    f"probability {fmt_fraction(prob)} is negative",
-                    where=where(self.source, path / name),
-                    fix="use a probability between 0 and 1",
-                )
-            ids = self.ids(name, path / name)
-            for i in ids:
-                mass[i] = mass.get(i, Fraction(0)) + prob / len(ids)
-        total = sum(table.values(), Fraction(0))
-        if total != 1:
-            off = "" if len(str(total)) <= 24 else f" (off by {fmt_fraction(total - 1)})"
-            raise CraftError(
-                f"probabilities sum to {fmt_fraction(total)}, expected 1{off}",
-                where=where(self.source, path),
-                fix=f"make the probabilities of {path} sum to 1",
-            )
-        return Dist.from_mass(len(self.vocab), mass)
-
-
-def _bigram(
-    name: str, raw: dict[str, dict[str, Fraction]], names: NameResolver, path: YamlPath
-) -> Bigram:
-    if not raw:
-        raise CraftError(
-            "empty bigram table",
-            where=where(names.source, path),
-            fix="add rows such as `alice: {sees: 1}`, or remove the rule",
-        )
-    rows: dict[int, tuple[int, Dist]] = {}
-    for key, table in raw.items():
-        ids = names.ids(key, path / key)
-        rank, dist = names.rank(key), names.dist(table, path / key)
-        for i in ids:
-            if i not in rows or rank < rows[i][0]:
-                rows[i] = (rank, dist)
-    return Bigram(name, tuple((i, rows[i][1]) for i in sorted(rows)))
-
-
-def _trigram(name: str, raw: TrigramFile, names: NameResolver, path: YamlPath) -> Trigram:
-    if len(raw.after) != 2:
-        raise CraftError(
-            f"`after` has {_items(len(raw.after))}, expected 2",
-            where=where(names.source, path / "after"),
-            fix="write `after: [first, second]` (the two tokens before the prediction)",
-        )
-    first = names.selector(raw.after[0], path / "after" / 0)
-    second = names.selector(raw.after[1], path / "after" / 1)
-    return Trigram(name, first, second, names.dist(raw.next, path / "next"))
-
-
-def _skip_bigram(
-    name: str, raw: SkipBigramFile, names: NameResolver, path: YamlPath, max_len: int
-) -> SkipBigram:
-    window = raw.window
-    fix = f"write `window: [lo, hi]` with 1 <= lo <= hi < max_len ({max_len})"
-    if len(window) != 2:
-        raise CraftError(
-            f"`window` has {_items(len(window))}, expected 2",
-            where=where(names.source, path / "window"),
-            fix=fix,
-        )
-    lo, hi = window
-    if not 1 <= lo <= hi < max_len:
-        raise CraftError(
-            f"window [{lo}, {hi}] is out of range",
-            where=where(names.source, path / "window"),
-            fix=fix,
-        )
-    anchor = names.selector(raw.anchor, path / "anchor")
-    cue = names.selector(raw.cue, path / "cue")
-    return SkipBigram(name, anchor, cue, (lo, hi), names.dist(raw.next, path / "next"))
-
-
 def _rule_name(raw: RuleFile, kind: str, index: int, names: NameResolver) -> str:
     path = ROOT / "rules" / index / "name"
     if raw.name is None:
@@ -272,7 +130,7 @@ def _rule_name(raw: RuleFile, kind: str, index: int, names: NameResolver) -> str
 
 
 def resolve_rule(raw: RuleFile, index: int, names: NameResolver, max_len: int) -> Rule:
-    """One raw rule item -> a resolved rule."""
+    """One raw rule item -> a resolved rule (its kind's ``resolve`` hook)."""
     path = ROOT / "rules" / index
     kinds = raw.kinds()
     if len(kinds) != 1:
@@ -281,18 +139,11 @@ def resolve_rule(raw: RuleFile, index: int, names: NameResolver, max_len: int) -
         raise CraftError(
             f"the rule {problem}",
             where=where(names.source, path),
-            fix="give each rule exactly one of bigram, trigram, skip_bigram, induction",
+            fix=f"give each rule exactly one of {', '.join(KEYS)}",
         )
-    kind = kinds[0]
-    name = _rule_name(raw, kind, index, names)
-    body, at = getattr(raw, kind), path / kind
-    if kind == "bigram":
-        return _bigram(name, body, names, at)
-    if kind == "trigram":
-        return _trigram(name, body, names, at)
-    if kind == "skip_bigram":
-        return _skip_bigram(name, body, names, at, max_len)
-    return Induction(name, names.selector(body.on, at / "on"))
+    kind = by_key(kinds[0])
+    name = _rule_name(raw, kind.key, index, names)
+    return kind.resolve(name, raw.body(kind.key), names, path / kind.key, max_len)
 
 
 def resolve_parts(raw: SpecFile, source: str) -> tuple[Vocab, Dist, tuple[Rule, ...]]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from specs.engine import Evaluator
 from specs.errors import CraftError
+from specs.kinds import kind_of
 from specs.model import Spec
 
 
@@ -64,9 +65,12 @@ def sample_bytes(spec: Spec, batch: int, length: int) -> int:
     buckets, the position-major tokens and rules, and the contiguous copies returned;
     the evaluator adds a few per-sequence vectors. Measured with tracemalloc on the
     library specs: 49.5 to 52 bytes per token at 10,000 sequences and more (this gives
-    48 per token plus 32 per sequence; ``benchmarks/memory.py``).
+    48 per token plus 32 per sequence; ``benchmarks/memory.py``). Kinds with more
+    per-sequence state (a bracket rule's stack: 8 bytes per token) add their
+    ``state_bytes``.
     """
-    return 8 * batch * (6 * length + 4) + 64 * len(spec.vocab) * (len(spec.rules) + 2)
+    state = sum(kind_of(rule).state_bytes(rule, batch, length) for rule in spec.rules)
+    return 8 * batch * (6 * length + 4) + 64 * len(spec.vocab) * (len(spec.rules) + 2) + state
 
 
 def sample(spec: Spec, batch: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +95,7 @@ def sample(spec: Spec, batch: int, length: int, seed: int) -> tuple[np.ndarray, 
     seed = _check_int(seed, "seed", 0, None, spec)
     rng = np.random.default_rng(seed)
     uniforms = _uniform_ints(rng, (length, batch))
-    evaluator = Evaluator(spec, batch)
+    evaluator = Evaluator(spec, batch, length)
     buckets = uniforms >> evaluator.bucket_shift
     # position-major buffers: column t of the [B, T] views is a contiguous row
     by_position = np.full((1 + length, batch), len(spec.vocab), dtype=np.int64)

@@ -6,157 +6,75 @@ integers, probabilities); names are resolved against the vocabulary later, in
 :func:`validate_raw` turns the first problem into a one-line :class:`CraftError` whose
 ``where`` is the YAML path taken from the error's ``loc``.
 
-Probabilities are parsed exactly into :class:`fractions.Fraction`: strings from their
-decimal or ``a/b`` text, YAML/JSON floats via ``Fraction(str(value))`` (so ``0.7``
-becomes ``7/10``, never the binary float ``0.6999999999999999555910790149937...``).
+The field types (exact probabilities, selectors, ``next`` tables) are in
+:mod:`specs.fields`; the body of each rule kind is its kind's ``schema``
+(:mod:`specs.kinds`): :data:`RuleFile` has one optional field per kind, in registry
+order.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from fractions import Fraction
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    PlainValidator,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError, create_model
 
+from specs.core import SPEC_FORMAT
 from specs.errors import CraftError
-from specs.model import SPEC_FORMAT
+from specs.fields import (
+    NextMap,
+    Probability,
+    Selector,
+    Strict,
+    craft_error,
+    describe,
+    parse_probability,
+    parse_selector,
+)
+from specs.kinds import KEYS, KINDS
 from specs.yamlpath import YamlPath, where
 
-# "0.7", "-1", ".5", "2.5e-3" (exponent bounded so Fraction stays cheap) or "1/3".
-_DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?\s*\Z")
-_RATIO = re.compile(r"\s*[+-]?\d+\s*/\s*\d+\s*\Z")
-_KINDS = ("bigram", "trigram", "skip_bigram", "induction")
+_Strict = Strict  # the names this module had before the field types moved out
+_craft_error = craft_error
+
+__all__ = [
+    "NextMap",
+    "Probability",
+    "RuleFile",
+    "Selector",
+    "SpecFile",
+    "describe",
+    "parse_probability",
+    "parse_selector",
+    "validate_raw",
+]
 
 
-def describe(value: Any) -> str:
-    """A short human description of a parsed YAML value, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int):
-        text = str(value)
-        return f"the integer {text if len(text) <= 30 else text[:27] + '...'}"
-    if isinstance(value, float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        text = value if len(value) <= 30 else value[:27] + "..."
-        return f"the string {text!r}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
+def _field(key: str) -> str:
+    """The attribute of a kind's YAML key: the key itself, unless pydantic's BaseModel
+    has that name (``copy``), then with a trailing underscore (the key is its alias)."""
+    return f"{key}_" if hasattr(BaseModel, key) else key
 
 
-def _craft_error(message: str, fix: str) -> PydanticCustomError:
-    return PydanticCustomError("craft", "{message}", {"message": message, "fix": fix})
-
-
-def parse_probability(value: Any) -> Fraction:
-    """An exact probability from a YAML/JSON scalar (sign is checked later)."""
-    fix = 'write a number such as 0.7, or a fraction as a string such as "1/3"'
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _craft_error(f"expected a probability, got {describe(value)}", fix)
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _craft_error(f"probability {value!r} is not a finite number", fix)
-        return Fraction(str(value))
-    if _DECIMAL.match(value):
-        return Fraction(value.strip())
-    if _RATIO.match(value):
-        num, den = (int(part) for part in value.split("/"))
-        if den == 0:
-            raise _craft_error(f"probability {value!r} divides by zero", fix)
-        return Fraction(num, den)
-    raise _craft_error(f"cannot read {describe(value)} as a probability", fix)
-
-
-def parse_selector(value: Any) -> tuple[str, ...]:
-    """A token, a category, ``"*"``, or a non-empty list of them."""
-    fix = "write a token or category name, or a list of them such as [alice, NOUN]"
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, list | tuple):
-        raise _craft_error(f"expected a token, a category or a list, got {describe(value)}", fix)
-    if not value:
-        raise _craft_error("empty list: it would never match", fix)
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise _craft_error(f"item {i} is {describe(item)}, expected a name", fix)
-    return tuple(value)
-
-
-Probability = Annotated[Fraction, PlainValidator(parse_probability)]
-Selector = Annotated[tuple[str, ...], PlainValidator(parse_selector)]
-NextMap = dict[StrictStr, Probability]
-
-
-class _Strict(BaseModel):
-    """Rejects unknown keys, naming the allowed ones."""
-
-    model_config = ConfigDict(frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            allowed = tuple(cls.model_fields)
-            for key in data:
-                if key not in allowed:
-                    raise PydanticCustomError(
-                        "unknown_key", "unknown key", {"key": key, "allowed": allowed}
-                    )
-        return data
-
-
-class TrigramFile(_Strict):
-    """``trigram: {after: [first, second], next: {...}}``."""
-
-    after: list[Selector]
-    next: NextMap
-
-
-class SkipBigramFile(_Strict):
-    """``skip_bigram: {anchor, cue, window: [lo, hi], next: {...}}``."""
-
-    anchor: Selector
-    cue: Selector
-    window: list[StrictInt]
-    next: NextMap
-
-
-class InductionFile(_Strict):
-    """``induction: {on: NOUN}``."""
-
-    on: Selector
-
-
-class RuleFile(_Strict):
+class _RuleItem(Strict):
     """One item of `rules`: an optional `name` and exactly one rule kind."""
 
     name: StrictStr | None = None
-    bigram: dict[StrictStr, NextMap] | None = None
-    trigram: TrigramFile | None = None
-    skip_bigram: SkipBigramFile | None = None
-    induction: InductionFile | None = None
 
     def kinds(self) -> tuple[str, ...]:
         """The rule kinds present in this item (exactly one is valid)."""
-        return tuple(kind for kind in _KINDS if getattr(self, kind) is not None)
+        return tuple(key for key in KEYS if self.body(key) is not None)
+
+    def body(self, key: str) -> Any:
+        """The raw body of the kind ``key`` (None when absent)."""
+        return getattr(self, _field(key))
+
+
+RuleFile = create_model(
+    "RuleFile",
+    __base__=_RuleItem,
+    __doc__=_RuleItem.__doc__,
+    **{_field(k.key): (k.schema | None, Field(None, alias=k.key)) for k in KINDS},
+)
 
 
 class SpecFile(_Strict):

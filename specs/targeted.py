@@ -3,8 +3,9 @@
 Sampled data exercises rare rules rarely (a token trigram may fire once in a thousand
 positions). :func:`contexts_for_rule` builds contexts that end the way the rule needs
 (a key token, a trigram pair, an anchor inside the window then the cue, a repeated
-token) after a random prefix, and keeps those at which the rule really is the first
-to fire according to :func:`specs.truth.next_dist_exact`.
+token, ...: each kind's ``targeted_ending`` hook, :mod:`specs.kinds`) after a random
+prefix, and keeps those at which the rule really is the first to fire according to
+:func:`specs.truth.next_dist_exact`.
 """
 
 from __future__ import annotations
@@ -12,29 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from specs.errors import CraftError
-from specs.model import Bigram, Induction, Rule, SkipBigram, Spec, Trigram
+from specs.kinds import kind_of
+from specs.model import Spec
 from specs.truth import next_dist_exact
-
-
-def _pick(rng: np.random.Generator, ids: frozenset[int]) -> int:
-    return int(rng.choice(sorted(ids)))
-
-
-def _ending(rule: Rule, rng: np.random.Generator, vocab_size: int) -> list[int]:
-    """Tokens a context must end with for ``rule``'s condition to hold."""
-    if isinstance(rule, Bigram):
-        return [_pick(rng, rule.keys)]
-    if isinstance(rule, Trigram):
-        return [_pick(rng, rule.first), _pick(rng, rule.second)]
-    if isinstance(rule, SkipBigram):
-        gap = int(rng.integers(rule.window[0], rule.window[1] + 1))
-        filler = rng.integers(0, vocab_size, size=gap - 1).tolist()
-        return [_pick(rng, rule.anchor), *filler, _pick(rng, rule.cue)]
-    if isinstance(rule, Induction):
-        token = _pick(rng, rule.on)
-        middle = rng.integers(0, vocab_size, size=int(rng.integers(0, 4))).tolist()
-        return [token, *middle, token]
-    raise CraftError(f"unknown rule kind {type(rule).__name__}", fix="use a rule from specs.model")
 
 
 def contexts_for_rule(
@@ -69,11 +50,12 @@ def contexts_for_rule(
     if rule_id == spec.start_rule_id:
         return [()] * n
     rule, vocab_size = spec.rules[rule_id], len(spec.vocab)
+    kind = kind_of(rule)
     found: list[tuple[int, ...]] = []
     tries = 0
     while len(found) < n and tries < 200 * max(n, 1):
         tries += 1
-        ending = _ending(rule, rng, vocab_size)
+        ending = kind.targeted_ending(spec, rule, rng)
         room = min(max_prefix, spec.max_len - len(ending))
         if room < 0:
             continue

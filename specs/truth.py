@@ -9,11 +9,16 @@ holds at ``t`` (``t = 0``, BOS only, gives the start distribution):
 * skip_bigram: ``x[t] in cue`` and some ``s >= 1`` with ``lo <= t - s <= hi`` has
   ``x[s] in anchor``;
 * induction: ``x[t] in on`` and ``x[s] == x[t]`` for some ``1 <= s < t``; the next token
-  is ``x[s*+1]`` for the smallest such ``s*`` (the earliest occurrence wins).
+  is ``x[s*+1]`` for the smallest such ``s*`` (the earliest occurrence wins);
+* bracket: ``x[t] in cue`` and the bracket stack of ``x[1..t]`` (openers push, the top's
+  closer pops, other closers are ignored) is non-empty; the next token is the top's
+  closer;
+* copy: ``x[t] in cue`` and ``t - offset >= 1``; the next token is ``x[t - offset]``.
 
 :func:`next_dist_exact` implements this in plain Python over fractions and is the
-oracle; :func:`truth` is the batched numpy version (:mod:`specs.engine`); the tests
-check that they agree on every position.
+oracle (each condition is its kind's ``exact`` hook, :mod:`specs.kinds`);
+:func:`truth` is the batched numpy version (:mod:`specs.engine`); the tests check
+that they agree on every position.
 
 Shape glossary: ``B`` batch, ``T`` columns (BOS at column 0), ``V`` vocabulary size.
 """
@@ -22,13 +27,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from fractions import Fraction
 
 import numpy as np
 
 from specs.engine import Evaluator
 from specs.errors import CraftError
-from specs.model import BOS, Bigram, Dist, Induction, SkipBigram, Spec, Trigram
+from specs.kinds import kind_of
+from specs.model import BOS, Dist, Spec
 
 
 def check_context(spec: Spec, context: Sequence[int]) -> tuple[int, ...]:
@@ -99,10 +104,6 @@ def rule_index(spec: Spec, name: str) -> int:
     return names.index(name)
 
 
-def _one_hot(vocab_size: int, token: int) -> Dist:
-    return Dist(vocab_size, ((token, Fraction(1)),))
-
-
 def next_dist_exact(spec: Spec, context: Sequence[int]) -> tuple[Dist, int]:
     """The exact distribution of the next token and the rule that gives it.
 
@@ -120,26 +121,12 @@ def next_dist_exact(spec: Spec, context: Sequence[int]) -> tuple[Dist, int]:
     ctx = check_context(spec, context)
     if not ctx:
         return spec.start, spec.start_rule_id
-    x = (len(spec.vocab), *ctx)  # x[0] = BOS, x[1..t] = context
-    t = len(ctx)
-    current = x[t]
+    vocab_size = len(spec.vocab)
+    x = (vocab_size, *ctx)  # x[0] = BOS, x[1..t] = context
     for rule_id, rule in enumerate(spec.rules):
-        if isinstance(rule, Bigram):
-            row = rule.row(current)
-            if row is not None:
-                return row, rule_id
-        elif isinstance(rule, Trigram):
-            if t >= 2 and x[t - 1] in rule.first and current in rule.second:
-                return rule.next, rule_id
-        elif isinstance(rule, SkipBigram):
-            lo, hi = rule.window
-            anchors = range(max(1, t - hi), t - lo + 1)
-            if current in rule.cue and any(x[s] in rule.anchor for s in anchors):
-                return rule.next, rule_id
-        elif isinstance(rule, Induction) and current in rule.on:
-            earlier = [s for s in range(1, t) if x[s] == current]
-            if earlier:
-                return _one_hot(len(spec.vocab), x[earlier[0] + 1]), rule_id
+        dist = kind_of(rule).exact(rule, x, vocab_size)
+        if dist is not None:
+            return dist, rule_id
     raise CraftError(
         f"no rule covers the context {spec.vocab.decode(x)}",
         where=spec.source or spec.name,
@@ -209,7 +196,7 @@ def truth(spec: Spec, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     batch, length = arr.shape
     probs = np.empty((batch, length, len(spec.vocab)))
     rule_ids = np.empty((batch, length), dtype=np.int64)
-    evaluator = Evaluator(spec, batch)
+    evaluator = Evaluator(spec, batch, length - 1)
     for t in range(length):
         probs[:, t], rule_ids[:, t] = evaluator.step(arr)
     return probs, rule_ids

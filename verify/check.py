@@ -37,10 +37,10 @@ from hypothesis import strategies as st
 from craft.compiler import all_hold, analyse
 from craft.compiler.conditions import stated
 from craft.models import Transformer, component_records, load_model
-from specs.model import Bigram, Induction, Spec, Trigram
+from specs.model import Spec
 from specs.sample import sample
 from specs.targeted import contexts_for_rule
-from verify import batched
+from verify import batched, kinds
 from verify.claims import (
     MEAN_SEQUENCES,
     Ablation,
@@ -368,7 +368,7 @@ def _served(model, spec: Spec, body: HeadRole, here: str) -> list[str]:
     named = [r for rec in component_records(model) if (rec.layer, rec.head) == (layer, head)
              for r in rec.rules]  # fmt: skip
     if not named and body.role == "previous-token":
-        named = [r.name for r in spec.rules if isinstance(r, Trigram | Induction)]
+        named = [r.name for r in spec.rules if kinds.of(r).reads_prev]
     return list(dict.fromkeys([*named, here]))
 
 
@@ -451,9 +451,7 @@ def _fixed(spec: Spec, name: str) -> bool:
     if name == "start":
         return True
     rule = next(r for r in spec.rules if r.name == name)
-    if isinstance(rule, Bigram):
-        return len({dist for _, dist in rule.table}) == 1
-    return not isinstance(rule, Induction)
+    return kinds.of(rule).fixed(rule)
 
 
 def _statistical(model, spec, c: Claim, examples: int, seed_: int, where) -> Result:

@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from craft.models import Transformer, load_model
 from specs.errors import CraftError
-from specs.model import SkipBigram, Spec
+from specs.model import Spec
 from specs.yamlio import parse_text
+from verify import kinds
 from verify.behaviour import check_fit
 
 Role = Literal["previous-token", "induction", "skip-bigram", "copying"]
@@ -339,14 +340,14 @@ def _category(spec: Spec, name: str) -> bool:
 
 
 def _role_fits(c: Claim, body: HeadRole, spec: Spec) -> None:
-    if body.role == "skip-bigram":
-        skips = [r.name for r in spec.rules if isinstance(r, SkipBigram)]
-        if body.rule not in skips:
+    if needed := kinds.with_role(body.role):
+        fits = [r.name for r in spec.rules if kinds.of(r).key in needed]
+        if body.rule not in fits:
             raise _error(
                 c,
                 "rule",
-                f"a skip-bigram role needs a skip_bigram rule, got {body.rule!r}",
-                fix=f"set rule to one of {', '.join(skips) or '(none in this spec)'}",
+                f"a {body.role} role needs a {' or '.join(needed)} rule, got {body.rule!r}",
+                fix=f"set rule to one of {', '.join(fits) or '(none in this spec)'}",
             )
     if body.role in ("previous-token", "induction") and spec.max_len < 2:
         raise _error(

@@ -17,6 +17,7 @@ import numpy as np
 from craft.models import ComponentKind, ComponentRecord, Transformer, component_records
 from specs.model import Spec
 from specs.sample import sample
+from verify import kinds
 from verify.claims import Ablation, Claim, HeadRole, Patching, RuleHolds, head_of
 from verify.diff import as_runner
 from verify.head_scores import skip_bigram_scores
@@ -41,13 +42,13 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
         )
         for name in spec.rule_names()
     ]
-    kinds = {r.name: type(r).__name__ for r in spec.rules}
+    reads_prev = tuple(r.name for r in spec.rules if kinds.of(r).reads_prev)
     for rec in sorted(_heads(crafted), key=lambda r: (r.layer, r.head)):
-        claims += _head_claims(rec, kinds)
+        claims += _head_claims(rec, reads_prev)
     return tuple(claims)
 
 
-def _head_claims(rec: ComponentRecord, kinds: dict[str, str]) -> list[Claim]:
+def _head_claims(rec: ComponentRecord, reads_prev: tuple[str, ...]) -> list[Claim]:
     """Role claims of one attention component, then ``ablate:<name>``: zero-ablating the
     head breaks the rules it serves (the previous-token head: every trigram and
     induction rule, which read ``prev``)."""
@@ -56,7 +57,7 @@ def _head_claims(rec: ComponentRecord, kinds: dict[str, str]) -> list[Claim]:
     if rec.kind == ComponentKind.PREVIOUS_TOKEN:
         role = HeadRole(head=head, role="previous-token", min_score=ROLE_SCORE)
         claims.append(Claim(f"role:{name}", role))
-        broken = tuple(n for n, k in kinds.items() if k in ("Trigram", "Induction"))
+        broken = reads_prev
     elif rec.kind == ComponentKind.INDUCTION:
         rule = rec.rules[0]
         role = HeadRole(head=head, role="induction", rule=rule, min_score=ROLE_SCORE)

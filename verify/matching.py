@@ -46,7 +46,8 @@ import torch
 from craft.models.components import ComponentKind, ComponentRecord, component_records
 from craft.models.hooks import hooks
 from craft.models.transformer import Transformer
-from specs.model import Induction, SkipBigram, Spec, Trigram
+from specs.model import Spec
+from verify import kinds
 from verify.circuits import copying_score, ov, qk_positions, qk_tokens
 from verify.factored import ZERO_TOL, Factored, Matrix, norm, similarity
 from verify.head_scores import (
@@ -141,12 +142,7 @@ def rule_tokens(spec: Spec, rules: tuple[str, ...]) -> tuple[int, ...]:
     for rule in spec.rules:
         if rule.name not in rules:
             continue
-        if isinstance(rule, SkipBigram):
-            ids |= rule.anchor | rule.cue | {i for i, _ in rule.next.items}
-        elif isinstance(rule, Trigram):
-            ids |= rule.first | rule.second | {i for i, _ in rule.next.items}
-        elif isinstance(rule, Induction):
-            ids |= rule.on
+        ids |= kinds.of(rule).tokens(rule)
     return tuple(sorted(ids))
 
 
@@ -177,7 +173,7 @@ def role_scores(
 
 
 def _trigrams(spec: Spec, rules: tuple[str, ...]) -> list[str]:
-    return [r.name for r in spec.rules if r.name in rules and isinstance(r, Trigram)]
+    return [r.name for r in spec.rules if r.name in rules and kinds.of(r).condition_scored]
 
 
 def role_of(component: ComponentRecord, roles: RoleScores) -> np.ndarray | None:

@@ -26,9 +26,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from specs.errors import CraftError
-from specs.model import Bigram, Induction, SkipBigram, Spec, Trigram
+from specs.model import Spec
 from specs.nearmiss import boundary_endings
 from specs.truth import next_dist
+from verify import kinds
 
 SHORT = 8  # half of the drawn runs are at most this much longer than their minimum
 POOL_ROUNDS = 24  # rounds of boundary endings drawn for the pools of contexts()
@@ -98,33 +99,8 @@ def _built(spec: Spec, rule_id: int, max_prefix: int) -> st.SearchStrategy[list[
     a fifth of the drawing time); the draws are the same, in the same order.
     """
     rule = spec.rules[rule_id]
-    n_tok = len(spec.vocab)
-    any_token = st.integers(0, n_tok - 1)
-    prefixes = functools.cache(lambda room: runs(n_tok, 0, room))
-    if isinstance(rule, Bigram):
-        keys = _among(rule.keys)
-        tail_of = lambda draw: [draw(keys)]  # noqa: E731
-    elif isinstance(rule, Trigram):
-        first, second = _among(rule.first), _among(rule.second)
-        tail_of = lambda draw: [draw(first), draw(second)]  # noqa: E731
-    elif isinstance(rule, SkipBigram):
-        lo, hi = rule.window
-        gaps = st.lists(any_token, min_size=lo - 1, max_size=hi - 1)
-        anchors, cues = _among(rule.anchor), _among(rule.cue)
-
-        def tail_of(draw):
-            """Anchor, gap, cue (the gap drawn first)."""
-            gap = draw(gaps)
-            return [draw(anchors), *gap, draw(cues)]
-    elif isinstance(rule, Induction):
-        nouns, gaps = _among(rule.on), runs(n_tok, 0, max(0, spec.max_len - 2))
-
-        def tail_of(draw):
-            """x, gap, x."""
-            x = draw(nouns)
-            return [x, *draw(gaps), x]
-    else:
-        raise TypeError(type(rule).__name__)
+    prefixes = functools.cache(lambda room: runs(len(spec.vocab), 0, room))
+    tail_of = kinds.of(rule).tail(rule, spec)
 
     @st.composite
     def built(draw):

@@ -1,6 +1,7 @@
 """The compiler: ``spec -> analysis -> plan -> constants -> circuits -> model``.
 
 Each stage is a pure function in its own module; :func:`compile_spec` is the driver.
+What is particular to a rule kind lives in :mod:`craft.compiler.kinds`.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ def _components(p: Plan) -> list[dict]:
     records = []
     for slot in sorted(set(p.slots.values())):
         for index, c in enumerate(p.layer(slot)):
-            rules = c.rules if hasattr(c, "rules") else (c.rule,) if hasattr(c, "rule") else ()
             records.append(
                 ComponentRecord(
                     name=c.name,
@@ -83,7 +83,7 @@ def _components(p: Plan) -> list[dict]:
                     layer=slot // 2,
                     sublayer=c.sublayer,
                     head=index if c.sublayer == "attn" else None,
-                    rules=tuple(rules),
+                    rules=c.rule_names(),
                     reads=tuple(sorted(reads(c, p.analysis), key=str)),
                     writes=tuple(sorted(writes(c, p.analysis), key=str)),
                 )

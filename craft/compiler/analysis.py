@@ -14,19 +14,25 @@ Every non-bigram rule is read as a *detector* on the current token ``x[t]`` (its
 * A rule's *gates* are the non-deterministic higher rules that can fire with it,
   minus those implied by another gate (if the implied one fires, so does the other).
   Deterministic higher rules need no gate: their logit boost dominates (see constants).
+
+What is particular to a rule kind (how it reads as a detector, its largest feature value,
+when its condition holds, what it implies) is a hook of its kind object
+(:mod:`craft.compiler.kinds`); ``RuleInfo.kind`` names it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specs.model import Bigram, Dist, Induction, SkipBigram, Spec, Trigram
+from craft.compiler.kinds import kind_named, kind_of
+from specs.model import Dist, Spec
 
-Kind = Literal["trigram", "skip_bigram", "induction"]
+if TYPE_CHECKING:
+    from craft.compiler.kinds.base import RuleKind
 
 
 RATIO = 3.0
@@ -54,11 +60,16 @@ class RuleInfo:
 
     index: int
     name: str
-    kind: Kind
+    kind: str  # its kind's name (:func:`craft.compiler.kinds.kind_named`)
     cue: frozenset[int]
     anchor: frozenset[int] | None
     window: tuple[int, int] | None
     next: Dist | None
+
+    @property
+    def rule_kind(self) -> RuleKind:
+        """Its kind object (:mod:`craft.compiler.kinds`): every kind-specific hook."""
+        return kind_named(self.kind)
 
     @property
     def deterministic(self) -> bool:
@@ -69,24 +80,15 @@ class RuleInfo:
         return self.next.support[0] if self.next is not None and self.deterministic else None
 
     def max_count(self, max_len: int) -> float:
-        """Largest value its fire feature takes in the tensor family: a detector's count of
-        anchors (not an OR), or induction's copy coordinate, the sum of the recency
-        weights of every match, at most ``sum_s RATIO**(max_len - s) = (RATIO**max_len -
-        1) / (RATIO - 1)`` (:func:`recency`)."""
-        if self.kind == "induction":
-            return (RATIO**max_len - 1) / (RATIO - 1)
-        lo, hi = self.window
-        return hi - lo + 1
+        """Largest value its fire feature takes in the tensor family (its kind's
+        :meth:`~craft.compiler.kinds.base.RuleKind.max_count`)."""
+        return self.rule_kind.max_count(self, max_len)
 
     def holds(self, ctx: list[int]) -> bool:
         """Whether its condition holds at the last position of ``ctx`` (ids after BOS)."""
-        t = len(ctx)
-        if t == 0 or ctx[-1] not in self.cue:
+        if not ctx or ctx[-1] not in self.cue:
             return False
-        if self.kind == "induction":
-            return ctx[-1] in ctx[:-1]
-        lo, hi = self.window
-        return any(ctx[t - d - 1] in self.anchor for d in range(lo, min(hi, t - 1) + 1))
+        return self.rule_kind.holds(self, ctx)
 
     def anchor_count(self, ctx: list[int]) -> int:
         t = len(ctx)
@@ -127,51 +129,40 @@ class Analysis:
 
 def implies(a: RuleInfo, b: RuleInfo, on: frozenset[int]) -> bool:
     """Whether ``a`` firing at a token of ``on`` implies ``b`` fires there too."""
-    if a.kind == "induction" or b.kind == "induction":
-        return a.kind == b.kind and (a.cue & on) <= b.cue
-    return (
-        (a.cue & on) <= b.cue
-        and a.anchor <= b.anchor
-        and b.window[0] <= a.window[0]
-        and a.window[1] <= b.window[1]
-    )
+    return a.rule_kind.implies(a, b, on)
 
 
 def analyse(spec: Spec) -> Analysis:
-    """Resolve priorities: effective bigram rows and effective cues of the other rules."""
+    """Resolve priorities: effective direct rows and effective cues of the other rules.
+
+    A rule's kind gives the rows it puts on the direct path
+    (:meth:`~craft.compiler.kinds.base.RuleKind.direct`: bigrams) and how it reads as a
+    detector (:meth:`~craft.compiler.kinds.base.RuleKind.read`: every other kind).
+    """
     v = len(spec.vocab)
-    first_bigram = [len(spec.rules)] * v
+    first_direct = [len(spec.rules)] * v
     row: list[Dist | None] = [None] * v
     for i, rule in enumerate(spec.rules):
-        if isinstance(rule, Bigram):
-            for tok, dist in rule.table:
-                if row[tok] is None:
-                    row[tok], first_bigram[tok] = dist, i
+        for tok, dist in kind_of(rule).direct(rule):
+            if row[tok] is None:
+                row[tok], first_direct[tok] = dist, i
     if any(r is None for r in row):  # the loader rejects such specs; keep the stage total
         uniform = Dist.from_mass(v, dict.fromkeys(range(v), Fraction(1, v)))
         row = [r or uniform for r in row]
     infos, shadowed = [], []
     for i, rule in enumerate(spec.rules):
-        if isinstance(rule, Bigram):
+        kind = kind_of(rule)
+        reading = kind.read(rule)
+        if reading is None:  # on the direct path only
             continue
-        info = _info(i, rule, frozenset(t for t in range(v) if first_bigram[t] > i))
+        live = frozenset(t for t in range(v) if first_direct[t] > i)
+        cue, anchor, window = reading.cue & live, reading.anchor, reading.window
+        info = RuleInfo(i, rule.name, kind.name, cue, anchor, window, reading.next)
         if info.cue:
             infos.append(info)
         else:
             shadowed.append(rule.name)
     return Analysis(spec, tuple(infos), tuple(row) + (spec.start,), tuple(shadowed))
-
-
-def _info(i: int, rule, live: frozenset[int]) -> RuleInfo:
-    if isinstance(rule, Trigram):
-        return RuleInfo(i, rule.name, "trigram", rule.second & live, rule.first, (1, 1), rule.next)
-    if isinstance(rule, SkipBigram):
-        return RuleInfo(
-            i, rule.name, "skip_bigram", rule.cue & live, rule.anchor, rule.window, rule.next
-        )
-    if isinstance(rule, Induction):
-        return RuleInfo(i, rule.name, "induction", rule.on & live, None, None, None)
-    raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
 def log_probs(dist: Dist, gap: float) -> np.ndarray:

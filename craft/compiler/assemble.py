@@ -9,17 +9,20 @@ tensor family the pattern by ``d_head^2``, so queries are pre-multiplied to canc
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from craft.compiler.analysis import log_probs
-from craft.compiler.constants import Constants
-from craft.compiler.plan import Plan
 from craft.compiler.primitives import HeadCircuit, UnitCircuit, Vec, circuits
 from craft.models.config import ModelConfig
 from craft.models.layout import BOS_DIR, ONE, Direction, Layout
 from craft.models.transformer import Transformer
+
+if TYPE_CHECKING:
+    from craft.compiler.constants import Constants
+    from craft.compiler.plan import Plan
 
 
 def _put(mat: np.ndarray, layout: Layout, vec: Vec, col: int, scale: float = 1.0) -> None:
@@ -65,9 +68,11 @@ def _embed(state: dict, p: Plan, k: Constants) -> None:
     """Token ``v`` embeds as ``tok:v + one``; BOS as ``bos``; position ``p`` as ``pos:p``.
 
     Unembedding: ``tok:v`` -> the log-probabilities of v's effective bigram row (the
-    direct path ``W_E W_U`` is the bigram table), ``bos`` -> the start distribution,
-    ``fire:h`` -> ``C_h`` on h's target for deterministic detectors, ``copy[r]:v`` ->
-    ``C_r`` on v, ``read:r`` -> ``ln q_r`` for non-deterministic rules.
+    direct path ``W_E W_U`` is the bigram table), ``bos`` -> the start distribution;
+    the rest by the component that owns the feature
+    (:meth:`~craft.compiler.kinds.base.Component.unembed`): ``fire:h`` -> ``C_h`` on h's
+    target for deterministic detectors, ``copy[r]:v`` -> ``C_r`` on v, ``read:r`` ->
+    ``ln q_r`` for non-deterministic rules.
     """
     an, layout = p.analysis, p.layout
     vocab = an.spec.vocab.tokens
@@ -81,14 +86,8 @@ def _embed(state: dict, p: Plan, k: Constants) -> None:
     if "pos_embed.W_pos" in state:
         for d in layout.named("pos"):
             state["pos_embed.W_pos"][d.value, layout.index(d)] = 1.0
-    for r in an.rules:
-        if r.kind == "induction":
-            for v, name in enumerate(vocab):
-                w_u[layout.index(Direction(f"copy[{r.name}]", name)), v] = k.boost[r.name]
-        elif r.deterministic:
-            w_u[layout.index(Direction("fire", r.name)), r.target] = k.boost[r.name]
-        else:
-            w_u[layout.index(Direction("read", r.name))] = log_probs(r.next, k.gap)
+    for c in p.slots:  # each component writes the rows of the features it owns
+        c.unembed(an, k, w_u, layout)
 
 
 def _head(state, prefix, h, c: HeadCircuit, layout, d_head, tensor) -> None:

@@ -9,7 +9,7 @@ every context where all conditions hold (tests check it there).
   earlier occurrences of ``x[t]``; exact when they were all followed by the same token
   (the spec wants the earliest). The one-hot tensor compiler weighs each occurrence by
   a recency factor that makes the earliest outweigh the rest
-  (:func:`craft.compiler.primitives.induction`), so it states no such condition.
+  (:func:`craft.compiler.kinds.induction.induction`), so it states no such condition.
 * ``single-anchor``: a tensor detector counts anchors in the window; a
   non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
 * ``not-together``: a tensor readout cannot be switched off by a second
@@ -19,7 +19,6 @@ every context where all conditions hold (tests check it there).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Literal
 
 import numpy as np
@@ -59,21 +58,12 @@ class Condition:
 
 def tensor_conditions(an: Analysis, earliest: bool = False) -> tuple[Condition, ...]:
     """The conditions under which a tensor model of ``an`` is exact; ``earliest``: its
-    induction weighs the earliest occurrence above the rest (no ``followers-agree``)."""
+    induction weighs the earliest occurrence above the rest (no ``followers-agree``).
+    Each rule's kind states its own
+    (:meth:`~craft.compiler.kinds.base.RuleKind.tensor_conditions`)."""
     out: list[Condition] = []
     for r in an.rules:
-        gates = an.gates(r)
-        if r.kind == "induction":
-            if not earliest:
-                out.append(Condition("followers-agree", (r.name,)))
-            for a, b in combinations(gates, 2):
-                if an.can_cofire(a, b):
-                    out.append(Condition("not-together", (a.name, b.name)))
-            out += [Condition("single-anchor", (g.name,)) for g in gates if _counts(g)]
-        elif not r.deterministic:
-            out += [Condition("not-together", (g.name, r.name)) for g in gates]
-            if _counts(r) and not count_harmless(an, r):
-                out.append(Condition("single-anchor", (r.name,)))
+        out += r.rule_kind.tensor_conditions(r, an, earliest)
     return tuple(dict.fromkeys(out))
 
 
@@ -125,8 +115,10 @@ def stated(an: Analysis, meta: dict) -> tuple[Condition, ...]:
     return tuple(c for c in tensor_conditions(an) if c.describe() in said)
 
 
-def _counts(r) -> bool:
-    return r.kind == "skip_bigram" and r.window[1] > r.window[0]
+def counts(an: Analysis, r) -> bool:
+    """Whether ``r``'s tensor-family fire feature is a count that can exceed 1 (a
+    skip-bigram with a window wider than one token), not an OR."""
+    return r.max_count(an.spec.max_len) > 1
 
 
 def all_hold(conds: tuple[Condition, ...], an: Analysis, ctx: list[int]) -> bool:

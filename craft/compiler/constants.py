@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from craft.compiler.analysis import Analysis, log_probs
+from craft.compiler.kinds import registry
+from craft.compiler.kinds.shared import prev_scores
 from specs.errors import CraftError
 from specs.model import MAX_LEN_LIMIT
 
@@ -54,9 +56,10 @@ class Constants:
 
     Attributes:
         margin: M. gap: G. floor_range: F.
-        prev_score: previous-token head logit on ``t-1`` (0 elsewhere).
-        det_score: detector unit ``C``: in-window anchor ``2C``, BOS ``1.5C``, rest ``<= C``.
-        ind_step, ind_bos, ind_match, ind_gate: induction head ``D, B0, C_m, K``.
+        scores: the constants of every construction, by report label, in report order:
+            the previous-token head's score, then each rule kind's
+            (:meth:`~craft.compiler.kinds.base.RuleKind.scores` and ``weights``), e.g.
+            the detector's ``C`` and the induction head's ``D, B0, C_m, K``.
         boost: logit boost ``C_h`` of each deterministic rule (induction included).
         bound: guaranteed max KL(spec || model) per rule name (and ``start``, ``bigram``).
         dtype: the float type the model must run in (float64 when its logits outgrow
@@ -67,12 +70,7 @@ class Constants:
     margin: float
     gap: float
     floor_range: float
-    prev_score: float
-    det_score: float
-    ind_step: float
-    ind_bos: float
-    ind_match: float
-    ind_gate: float
+    scores: dict[str, float]
     boost: dict[str, float]
     bound: dict[str, float]
     dtype: str = "float32"
@@ -84,16 +82,7 @@ class Constants:
             ("logit gap G", self.gap),
             ("row range F", self.floor_range),
         ]
-        for name, value in [
-            ("prev-token score", self.prev_score),
-            ("detector score C", self.det_score),
-            ("induction step D", self.ind_step),
-            ("induction BOS B0", self.ind_bos),
-            ("induction match C_m", self.ind_match),
-            ("induction gate K", self.ind_gate),
-        ]:
-            if value:
-                rows.append((name, value))
+        rows += [(name, value) for name, value in self.scores.items() if value]
         rows += [(f"boost {k}", v) for k, v in self.boost.items()]
         return rows
 
@@ -114,12 +103,13 @@ def derive(an: Analysis, family: str, n_components: int, dtype: str | None = Non
     dtype = _dtype(an, family, dtype, needs)
     boost, huge = _boosts(an, family, frange, gap)
     standard = family == "standard"
-    d = m + math.log(n) if standard else 0.0
-    c_m = d * spec.max_len + 2 * d
-    k = c_m + d + m if standard else 0.0
-    c_max = max([frange + gap, c_m, k, *boost.values()])
-    prev = m + math.log(n) + math.log(c_max) if standard else 0.0
-    det = 2 * (m + math.log(n) + math.log(c_max)) if standard else 0.0
+    weights = {}
+    for kind in registry():  # every kind's, present or not: the same table for every spec
+        weights.update(kind.weights(family, m, n, spec.max_len))
+    c_max = max([frange + gap, *weights.values(), *boost.values()])
+    scores = prev_scores(family, m, n, c_max)
+    for kind in registry():
+        scores.update(kind.scores(family, m, n, c_max))
     leak = 4 * n_components * math.exp(-m) if standard else 0.0
     rounding = FP32 if dtype == "float32" else FP64
     bound = {}
@@ -134,12 +124,7 @@ def derive(an: Analysis, family: str, n_components: int, dtype: str | None = Non
         margin=m,
         gap=gap,
         floor_range=frange,
-        prev_score=prev,
-        det_score=det,
-        ind_step=d,
-        ind_bos=d,
-        ind_match=c_m if standard else 0.0,
-        ind_gate=k,
+        scores={**scores, **weights},
         boost=boost,
         bound=bound,
         dtype=dtype,
@@ -170,38 +155,33 @@ def _boosts(an: Analysis, family: str, frange: float, gap: float):
             continue
         parts = {x.name: boost[x.name] * x.max_count(spec.max_len) for x in lower}
         rng = (frange + sum(parts.values())) * _readout_count(an, h)
-        if h.kind == "induction":
-            boost[h.name] = 2 * (rng + gap)
-            continue
-        extra = sum(v for x, v in parts.items() if an.info(x).kind == "induction")
-        boost[h.name] = rng + extra + gap
-        if extra:
-            huge[h.name] = extra
+        extra = sum(v for x, v in parts.items() if an.info(x).rule_kind.exponential)
+        boost[h.name], big = h.rule_kind.tensor_boost(rng, extra, gap)
+        if big:
+            huge[h.name] = big
     boost = dict(sorted(boost.items(), key=lambda kv: an.info(kv[0]).index))
     return boost, huge
 
 
 def _writes(an: Analysis, name: str, family: str) -> float:
-    """How many times a rule's readout can write its row (tensor family: once per anchor
-    of a non-deterministic skip-bigram; its rounding grows with it)."""
+    """How many times a rule's readout can write its row (tensor family: once per unit of
+    its fire feature, e.g. per anchor of a non-deterministic skip-bigram; its rounding
+    grows with it)."""
     info = next((r for r in an.rules if r.name == name), None)
-    if family != "tensor" or info is None or info.deterministic or info.kind != "skip_bigram":
+    if family != "tensor" or info is None or info.deterministic:
         return 1.0
     return float(info.max_count(an.spec.max_len))
 
 
 def _readout_count(an: Analysis, h) -> float:
     """How many times a lower non-deterministic rule's readout can write below ``h``
-    (tensor family): its fire feature counts anchors, and the readout writes its row
-    ``read:r - tok:v`` and its cancels ``-fire:l`` that many times, so the range ``h``
-    must beat grows by that factor."""
+    (tensor family): its fire feature counts anchors (a skip-bigram's; a trigram's is at
+    most 1), and the readout writes its row ``read:r - tok:v`` and its cancels
+    ``-fire:l`` that many times, so the range ``h`` must beat grows by that factor."""
     counts = [
         x.max_count(an.spec.max_len)
         for x in an.rules
-        if x.index > h.index
-        and not x.deterministic
-        and x.kind == "skip_bigram"
-        and an.can_cofire(h, x)
+        if x.index > h.index and not x.deterministic and an.can_cofire(h, x)
     ]
     return max([1.0, *counts])
 
@@ -245,7 +225,7 @@ def float_limit(an: Analysis, family: str, dtype: str = "float32") -> int | None
         except OverflowError:
             return False
 
-    if family != "tensor" or not any(r.kind == "induction" for r in an.rules):
+    if family != "tensor" or not any(r.rule_kind.exponential for r in an.rules):
         return None
     lo, hi = 1, MAX_LEN_LIMIT
     if fits(hi):

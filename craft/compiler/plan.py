@@ -13,87 +13,22 @@ reads the trigram's fire feature, which the layer-0 MLP computes from the
 previous-token head, so it sits in the layer-1 MLP. A spec with only bigrams compiles
 to zero layers (the direct path), one with only deterministic skip-bigrams to one
 attention layer.
+
+Which components a rule needs is its kind's business (:mod:`craft.compiler.kinds`); this
+stage only collects them, wires them by what they read and write, and places them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import networkx as nx
 
-from craft.compiler.analysis import Analysis, RuleInfo
-from craft.models.components import ComponentKind, Sublayer
+from craft.compiler.analysis import Analysis
+from craft.compiler.kinds import registry
+from craft.compiler.kinds.base import Band, Component
+from craft.compiler.kinds.shared import PrevToken, readouts
 from craft.models.layout import BOS_DIR, ONE, Direction, Layout
-
-
-@dataclass(frozen=True)
-class PrevToken:
-    """Layer-0 head copying ``x[t-1]`` into ``prev:*``."""
-
-    kind: ClassVar[ComponentKind] = ComponentKind.PREVIOUS_TOKEN
-
-    name: str = "prev-token"
-    sublayer: Sublayer = "attn"
-
-
-@dataclass(frozen=True)
-class Detector:
-    """One head detecting several skip-bigram rules with one window.
-
-    Rules share a head when their cues are disjoint and their anchors are disjoint, so
-    at most one rule's cue matches ``x[t]`` and each anchor token belongs to one rule.
-    """
-
-    kind: ClassVar[ComponentKind] = ComponentKind.SKIP_DETECTOR
-
-    rules: tuple[str, ...]
-    window: tuple[int, int]
-    name: str = ""
-    sublayer: Sublayer = "attn"
-
-
-@dataclass(frozen=True)
-class TrigramAnd:
-    """MLP unit: ``fire:r = [x[t-1] in A] AND [x[t] in B]`` from ``prev:*`` and ``tok:*``."""
-
-    kind: ClassVar[ComponentKind] = ComponentKind.TRIGRAM_AND
-
-    rule: str
-    name: str = ""
-    sublayer: Sublayer = "mlp"
-
-
-@dataclass(frozen=True)
-class InductionHead:
-    """Head attending from ``x[t]`` to the position after its earliest earlier occurrence."""
-
-    kind: ClassVar[ComponentKind] = ComponentKind.INDUCTION
-
-    rule: str
-    gates: tuple[str, ...]
-    name: str = ""
-    sublayer: Sublayer = "attn"
-
-
-@dataclass(frozen=True)
-class Readout:
-    """MLP units giving a non-deterministic rule its exact distribution.
-
-    When the rule fires first they cancel the direct path (``-tok:v``) and the boosts of
-    lower deterministic rules firing with it (``-fire:l``) and write ``read:r``.
-    """
-
-    kind: ClassVar[ComponentKind] = ComponentKind.READOUT
-
-    rule: str
-    gates: tuple[str, ...]
-    cancels: tuple[str, ...]
-    name: str = ""
-    sublayer: Sublayer = "mlp"
-
-
-Component = PrevToken | Detector | TrigramAnd | InductionHead | Readout
 
 
 @dataclass(frozen=True)
@@ -108,69 +43,27 @@ class Plan:
         return [c for c, s in self.slots.items() if s == slot]
 
 
-def _named(c, name):
-    object.__setattr__(c, "name", name)
-    return c
-
-
 def components(an: Analysis) -> list[Component]:
+    """The previous-token head (if a kind needs it), every kind's shared components (in
+    registry order), every rule's own components (in rule order), then the readouts."""
     out: list[Component] = []
-    needs_prev = any(r.kind in ("trigram", "induction") for r in an.rules)
-    if needs_prev:
+    if any(r.rule_kind.needs_prev for r in an.rules):
         out.append(PrevToken())
-    for i, group in enumerate(_detector_groups([r for r in an.rules if r.kind == "skip_bigram"])):
-        out.append(_named(Detector(tuple(r.name for r in group), group[0].window), f"skip{i}"))
+    for kind in registry():
+        rules = [r for r in an.rules if r.rule_kind is kind]
+        if rules:
+            out += kind.shared_components(rules, an)
     for r in an.rules:
-        if r.kind == "trigram":
-            out.append(_named(TrigramAnd(r.name), f"and:{r.name}"))
-        elif r.kind == "induction":
-            gates = tuple(g.name for g in an.gates(r))
-            out.append(_named(InductionHead(r.name, gates), f"induction:{r.name}"))
-    for r in an.rules:
-        if not r.deterministic:
-            gates = tuple(g.name for g in an.gates(r))
-            cancels = tuple(
-                x.name for x in an.lower_cofiring(r) if x.deterministic and x.kind != "induction"
-            )
-            out.append(_named(Readout(r.name, gates, cancels), f"readout:{r.name}"))
-    return out
-
-
-def _detector_groups(rules: list[RuleInfo]) -> list[list[RuleInfo]]:
-    groups: list[list[RuleInfo]] = []
-    for r in rules:
-        for g in groups:
-            if g[0].window == r.window and all(
-                not (x.cue & r.cue) and not (x.anchor & r.anchor) for x in g
-            ):
-                g.append(r)
-                break
-        else:
-            groups.append([r])
-    return groups
+        out += r.rule_kind.rule_components(r, an)
+    return out + readouts(an)
 
 
 def reads(c: Component, an: Analysis) -> set[Direction]:
-    fire = lambda names: {Direction("fire", n) for n in names}  # noqa: E731
-    if isinstance(c, TrigramAnd):
-        return {Direction("prev", None)}
-    if isinstance(c, InductionHead):
-        return {Direction("prev", None)} | fire(c.gates)
-    if isinstance(c, Readout):
-        return fire((c.rule, *c.gates, *c.cancels))
-    return set()
+    return c.reads(an)
 
 
 def writes(c: Component, an: Analysis) -> set[Direction]:
-    if isinstance(c, PrevToken):
-        return {Direction("prev", None)}
-    if isinstance(c, Detector):
-        return {Direction("fire", n) for n in c.rules}
-    if isinstance(c, TrigramAnd):
-        return {Direction("fire", c.rule)}
-    if isinstance(c, InductionHead):
-        return {Direction(f"copy[{c.rule}]", None)}
-    return {Direction("read", c.rule)}
+    return c.writes(an)
 
 
 def plan(an: Analysis) -> Plan:
@@ -189,24 +82,20 @@ def plan(an: Analysis) -> Plan:
     last = max(slots.values(), default=-1)
     final_mlp = last if last % 2 else last + 1
     for c in comps:
-        if isinstance(c, Readout):
+        if c.final:
             slots[c] = final_mlp
     n_layers = (max(slots.values(), default=-1) // 2) + 1
     return Plan(an, graph, slots, residual_layout(an, comps), n_layers)
 
 
 def residual_layout(an: Analysis, comps: list[Component]) -> Layout:
-    """bos, one, tok:*, pos:*, prev:*, fire:*, copy[r]:*, read:* (only what is used)."""
+    """bos, one, tok:*, pos:*, then by :class:`~craft.compiler.kinds.base.Band`: prev:*,
+    fire:* (rules that fire, rule order), copy[r]:*, read:* (only what is used)."""
     vocab = an.spec.vocab.tokens
     dirs = [BOS_DIR, ONE] + [Direction("tok", t) for t in vocab]
     if any(c.sublayer == "attn" for c in comps):
         dirs += [Direction("pos", p) for p in range(an.spec.max_len + 1)]
-    if any(isinstance(c, PrevToken) for c in comps):
-        dirs += [Direction("prev", t) for t in vocab]
-    fired = [r.name for r in an.rules if r.kind != "induction"]
-    dirs += [Direction("fire", n) for n in fired]
-    for c in comps:
-        if isinstance(c, InductionHead):
-            dirs += [Direction(f"copy[{c.rule}]", t) for t in vocab]
-    dirs += [Direction("read", c.rule) for c in comps if isinstance(c, Readout)]
+    own = [(c.band, d) for c in comps for d in c.residual(an)]
+    fire = [(Band.FIRE, Direction("fire", r.name)) for r in an.rules if r.rule_kind.fires]
+    dirs += [d for _, d in sorted(own + fire, key=lambda bd: bd[0])]  # stable: keeps order
     return Layout(tuple(dirs))

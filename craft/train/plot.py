@@ -11,23 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from craft.compiler.kinds import kind_of
 from craft.models.io import atomic_write
-from specs.model import START_RULE, Bigram, Induction, SkipBigram, Spec
+from specs.model import START_RULE, Spec
 
 FLOOR = 1e-6  # excess losses below this are drawn at this value (log axis)
 
 
 def rule_groups(spec: Spec) -> dict[str, str]:
-    """Rule name -> group label: ``trigram (deterministic)``, ``skip-bigram
-    (distribution)``, ``induction``, ``bigram``, ``start``."""
+    """Rule name -> group label, as each rule's kind names it
+    (:meth:`~craft.compiler.kinds.base.RuleKind.group`): ``trigram (deterministic)``,
+    ``skip-bigram (distribution)``, ``induction``, ``bigram``; and ``start``."""
     groups = {START_RULE: "start"}
     for rule in spec.rules:
-        if isinstance(rule, Bigram | Induction):
-            groups[rule.name] = "bigram" if isinstance(rule, Bigram) else "induction"
-            continue
-        kind = "skip-bigram" if isinstance(rule, SkipBigram) else "trigram"
-        how = "deterministic" if rule.next.is_deterministic else "distribution"
-        groups[rule.name] = f"{kind} ({how})"
+        groups[rule.name] = kind_of(rule).group(rule)
     return groups
 
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from craft.compiler.analysis import Analysis, analyse
 from craft.compiler.compact import tensor as T
-from craft.compiler.compact.budget import CompactConstants, HeadPlan, constants, plan_heads
+from craft.compiler.compact.budget import CompactConstants, constants, plan_heads
 from craft.compiler.compact.build import (
-    Interference,
     Need,
     build_heads,
     needed,
@@ -26,6 +25,7 @@ from craft.compiler.compact.build import (
     write_model,
 )
 from craft.compiler.compact.codes import Codes, build_codes
+from craft.compiler.compact.common import HeadPlan, Interference
 from craft.compiler.compact.shape import Shape
 from craft.compiler.conditions import Condition, tensor_conditions
 from craft.compiler.constants import MARGIN
@@ -55,11 +55,8 @@ class CompiledCompact:
 
 
 def prev_sets(an: Analysis) -> list[frozenset[int]]:
-    """Token sets the layer-1 heads read from the prev code."""
-    out = [r.anchor for r in an.rules if r.kind == "trigram"]
-    for r in (r for r in an.rules if r.kind == "induction"):
-        out += [frozenset({v}) for v in sorted(r.cue)]
-    return out
+    """Token sets the layer-1 heads read from the prev code (each rule's kind says which)."""
+    return [s for r in an.rules for s in r.rule_kind.prev_sets(r)]
 
 
 @dataclass(frozen=True)
@@ -87,9 +84,9 @@ def prepare(spec: Spec, recode=None, family: str = "standard") -> Prepared:
     an = analyse(spec)
     tensor = family == "tensor"
     plan = T.plan_tensor(an) if tensor else plan_heads(an)
-    induction = any(r.kind == "induction" for r in an.rules)
+    copies = any(r.rule_kind.copies for r in an.rules)
     pos = (T.position_dims(spec.max_len) if tensor else QUADRATIC) if plan else ()
-    codes = build_codes(an, prev_sets(an), induction, positions=pos)
+    codes = build_codes(an, prev_sets(an), copies, positions=pos)
     codes = recode(codes) if recode is not None else codes
     if tensor:
         return _prepare_tensor(an, tuple(plan), codes)
@@ -106,7 +103,7 @@ def _prepare_tensor(an: Analysis, plan: tuple[HeadPlan, ...], codes: Codes) -> P
     circuits = [
         T.prev_token(codes, an.spec.max_len)
         if hp.kind == "previous-token"
-        else T.induction(an, codes, hp, boost[hp.rules[0]])
+        else an.info(hp.rules[0]).rule_kind.tensor_head(an, codes, hp, boost)
         for hp in plan
     ]
     need = needed(list(plan), circuits, codes)

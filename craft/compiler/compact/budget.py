@@ -4,8 +4,9 @@ Layer 0: the previous-token head (if any trigram or induction rule) and one dete
 head per group of skip-bigram rules (same window, disjoint cues, disjoint anchors, as in
 the one-hot compiler). Layer 1: one trigram head per group of deterministic trigrams
 (each cue class in one rule of the group), one readout head per non-deterministic
-trigram, one induction head per induction rule. What this construction cannot build
-yet is a :class:`CraftError` that says so (compile without ``--shape`` instead).
+trigram, one induction head per induction rule (each kind plans its own:
+:meth:`~craft.compiler.kinds.base.RuleKind.compact_heads`). What this construction cannot
+build yet is a :class:`CraftError` that says so (compile without ``--shape`` instead).
 
 Constants, with ``n = max_len + 1``, ``M`` the margin of the one-hot compiler, ``G = M +
 ln V`` and ``F`` the widest logit range of any row the model writes:
@@ -29,88 +30,37 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from craft.compiler.analysis import Analysis, RuleInfo, log_probs
+from craft.compiler.analysis import Analysis, log_probs
 from craft.compiler.compact.codes import Codes
+from craft.compiler.compact.common import HeadPlan, unsupported
 from craft.compiler.constants import _ETA, _G, _V, DET_BOUND, DIST_BOUND, FP32, MARGIN, _rows
-from craft.compiler.plan import _detector_groups
+from craft.compiler.kinds import registry
 from specs.errors import CraftError
 
 FP32_ULP = 2.0**-24
 
 
-@dataclass(frozen=True)
-class HeadPlan:
-    name: str
-    kind: str  # a ComponentKind value
-    layer: int
-    rules: tuple[str, ...]
-
-
-def _unsupported(what: str) -> CraftError:
-    return CraftError(
-        f"the attention-only compact compiler cannot build {what} yet",
-        where="--shape",
-        fix="compile without --shape (the one-hot layout builds every spec)",
-    )
-
-
 def plan_heads(an: Analysis) -> list[HeadPlan]:
     """The heads of the compact construction, in layer order."""
     out: list[HeadPlan] = []
-    if any(r.kind in ("trigram", "induction") for r in an.rules):
+    if any(r.rule_kind.needs_prev for r in an.rules):
         out.append(HeadPlan("prev-token", "previous-token", 0, ()))
-    skips = [r for r in an.rules if r.kind == "skip_bigram"]
-    for i, group in enumerate(_detector_groups(skips)):
-        for r in group:
-            _check_detector_rule(an, r)
-        out.append(HeadPlan(f"skip{i}", "skip-detector", 0, tuple(r.name for r in group)))
-    groups: list[list[RuleInfo]] = []
-    for r in (r for r in an.rules if r.kind == "trigram" and r.deterministic):
-        _check_lower(an, r)
-        g = next((g for g in groups if not any(x.cue & r.cue for x in g)), None)
-        (g.append(r) if g is not None else groups.append([r]))
-    out += [
-        HeadPlan(f"trigram{i}", "trigram-head", 1, tuple(r.name for r in g))
-        for i, g in enumerate(groups)
-    ]
-    for r in (r for r in an.rules if r.kind == "trigram" and not r.deterministic):
-        if an.gates(r):
-            raise _unsupported(f"a readout of {r.name} gated by another non-deterministic rule")
-        _check_lower(an, r)
-        out.append(HeadPlan(f"readout:{r.name}", "readout-head", 1, (r.name,)))
-    for r in (r for r in an.rules if r.kind == "induction"):
-        for g in an.gates(r):
-            induction_gate_ok(an, r, g)
-        out.append(HeadPlan(f"induction:{r.name}", "induction", 1, (r.name,)))
-    return out
+    return out + kind_heads(an)
 
 
-def _check_detector_rule(an: Analysis, r: RuleInfo) -> None:
-    if r.deterministic:
-        return
-    rows = {an.direct[v].items for v in r.cue}
-    if len(rows) > 1 or an.gates(r):
-        raise _unsupported(
-            f"the non-deterministic skip-bigram {r.name} (its cue tokens need one shared "
-            "direct row and no higher non-deterministic rule may fire with it)"
-        )
-    _check_lower(an, r)
-
-
-def _check_lower(an: Analysis, r: RuleInfo) -> None:
-    if not r.deterministic:
-        lower = [x.name for x in an.lower_cofiring(r) if x.deterministic and x.kind != "induction"]
-        if lower:
-            raise _unsupported(f"{r.name} above the deterministic rules {lower}")
-
-
-def induction_gate_ok(an: Analysis, r: RuleInfo, g: RuleInfo) -> None:
-    """A gate must be readable at the induction query: a non-deterministic trigram whose cue
-    contains r's cue and whose anchor is a union of whole categories (exact prev code)."""
-    vocab = an.spec.vocab
-    whole = all(vocab.resolve(vocab.category_of(vocab.tokens[v])) <= g.anchor for v in g.anchor)
-    if g.kind != "trigram" or not r.cue <= g.cue or not whole:
-        raise _unsupported(f"induction {r.name} gated by {g.name}")
+def kind_heads(an: Analysis) -> list[HeadPlan]:
+    """Every kind's heads (once per kind with rules, in registry order), in layer order;
+    a kind without a compact construction is refused naming its first rule."""
+    out: list[HeadPlan] = []
+    for kind in registry():
+        rules = [r for r in an.rules if r.rule_kind is kind]
+        if not rules:
+            continue
+        heads = kind.compact_heads(rules, an)
+        if heads is None:
+            raise unsupported(rules[0].name)
+        out += heads
+    return sorted(out, key=lambda hp: hp.layer)  # stable
 
 
 @dataclass(frozen=True)

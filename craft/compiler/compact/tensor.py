@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 from craft.compiler.analysis import Analysis
-from craft.compiler.compact.budget import HeadPlan, boosts, floor_range
+from craft.compiler.compact.budget import HeadPlan, boosts, floor_range, kind_heads
 from craft.compiler.compact.codes import Codes, Vec
 from craft.compiler.constants import _ETA, _G, _V, DET_BOUND, DIST_BOUND, FP32, MARGIN, _rows
 from craft.compiler.primitives import HeadCircuit
@@ -56,8 +56,9 @@ def position(max_len: int, p: int) -> Vec:
 
 
 def plan_tensor(an: Analysis) -> list[HeadPlan]:
-    """Previous-token and induction heads; every other head needs three factors."""
-    other = [r.name for r in an.rules if r.kind != "induction"]
+    """Previous-token and induction heads (the kinds marked ``tensor_compact``); every other
+    head needs three factors."""
+    other = [r.name for r in an.rules if not r.rule_kind.tensor_compact]
     if other:
         raise CraftError(
             f"the tensor family under a budget cannot build {other[0]}: its head needs a "
@@ -74,8 +75,7 @@ def plan_tensor(an: Analysis) -> list[HeadPlan]:
             fix="use --family standard with --shape, or drop --shape",
         )
     out = [HeadPlan("prev-token", "previous-token", 0, ())] if an.rules else []
-    out += [HeadPlan(f"induction:{r.name}", "induction", 1, (r.name,)) for r in an.rules]
-    return out
+    return out + kind_heads(an)
 
 
 def prev_token(codes: Codes, max_len: int) -> HeadCircuit:
@@ -95,32 +95,6 @@ def prev_token(codes: Codes, max_len: int) -> HeadCircuit:
     n_idx = len(codes.layout.named("idx"))
     ov += [({Direction("idx", i): 1.0}, {Direction("previdx", i): 1.0}) for i in range(n_idx)]
     return HeadCircuit("prev-token", f1, ov, f2)
-
-
-def induction(an: Analysis, codes: Codes, hp: HeadPlan, boost: float) -> HeadCircuit:
-    """``pattern[t, s] = [x_t in cue][cat x_t = prevcat_s] * [idx x_t = previdx_s]``.
-
-    The product is 1 exactly when ``x[s-1] = x_t`` (a cue token) and 0 otherwise, so the
-    head sums the follower of *every* earlier occurrence: exact where they agree (the
-    ``followers-agree`` condition), each copy ``boost * out(follower)``.
-    """
-    r = an.info(hp.rules[0])
-    cats = sorted({codes.cat_of[v] for v in r.cue})
-    f1 = [
-        (codes.cls_set(v for v in r.cue if codes.cat_of[v] == k), {Direction("prevcat", k): 1.0})
-        for k in cats
-    ]
-    n_idx = len(codes.layout.named("idx"))
-    f2 = [({Direction("idx", i): 1.0}, {Direction("previdx", i): 1.0}) for i in range(n_idx)]
-    ov = [
-        (
-            {codes.cls(c): 1.0 for c, m in enumerate(codes.classes) if codes.cat_of[m[0]] == k},
-            {Direction("outcat", k): boost},
-        )
-        for k in codes.out_cats
-    ]
-    ov += [({Direction("idx", i): 1.0}, {Direction("outidx", i): boost}) for i in range(n_idx)]
-    return HeadCircuit(hp.name, f1, ov, f2)
 
 
 def tensor_bounds(an: Analysis, n_heads: int) -> tuple[dict[str, float], dict[str, float], float]:

@@ -1,0 +1,226 @@
+"""What several rule kinds share: detector semantics, the previous-token head, readouts.
+
+* :class:`DetectorKind`: a rule that fires when the current token is in its cue and an
+  anchor stands ``lo..hi`` tokens back (trigram: ``[1, 1]``; skip-bigram: its window).
+* :class:`PrevToken`: the layer-0 head copying ``x[t-1]`` into ``prev:*`` (read by
+  trigrams and induction).
+* :class:`Readout`: the MLP units giving any non-deterministic rule its exact
+  distribution.
+
+Notation as in :mod:`craft.compiler.primitives`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from craft.compiler.analysis import Analysis, RuleInfo, log_probs
+from craft.compiler.conditions import Condition, count_harmless, counts
+from craft.compiler.kinds.base import Band, Component, RuleKind, named
+from craft.compiler.primitives import HeadCircuit, UnitCircuit, Vec, ind, tok
+from craft.models.components import ComponentKind, Sublayer
+from craft.models.layout import BOS_DIR, ONE, Direction, Layout
+
+if TYPE_CHECKING:
+    from craft.compiler.constants import Constants
+
+PREV_SCORE = "prev-token score"
+
+
+class DetectorKind(RuleKind):
+    """A rule read as a detector: cue ``x[t]``, an anchor ``lo..hi`` tokens back."""
+
+    fires = True
+    label: ClassVar[str]  # its loss-curve group, before "(deterministic)"
+
+    def max_count(self, r: RuleInfo, max_len: int) -> float:
+        """Its fire feature counts the anchors in its window (tensor family: not an OR)."""
+        lo, hi = r.window
+        return hi - lo + 1
+
+    def holds(self, r: RuleInfo, ctx: list[int]) -> bool:
+        t = len(ctx)
+        lo, hi = r.window
+        return any(ctx[t - d - 1] in r.anchor for d in range(lo, min(hi, t - 1) + 1))
+
+    def implies(self, a: RuleInfo, b: RuleInfo, on: frozenset[int]) -> bool:
+        """``a``'s cue (on ``on``), anchor and window lie inside ``b``'s (a detector)."""
+        return (
+            b.anchor is not None
+            and (a.cue & on) <= b.cue
+            and a.anchor <= b.anchor
+            and b.window[0] <= a.window[0]
+            and a.window[1] <= b.window[1]
+        )
+
+    def tensor_conditions(self, r: RuleInfo, an: Analysis, earliest: bool) -> list[Condition]:
+        """A non-deterministic detector's readout cannot be switched off by a gate in the
+        same layer, and counts anchors unless a count is harmless
+        (:func:`~craft.compiler.conditions.count_harmless`)."""
+        if r.deterministic:
+            return []
+        out = [Condition("not-together", (g.name, r.name)) for g in an.gates(r)]
+        if counts(an, r) and not count_harmless(an, r):
+            out.append(Condition("single-anchor", (r.name,)))
+        return out
+
+    def group(self, rule) -> str:
+        how = "deterministic" if rule.next.is_deterministic else "distribution"
+        return f"{self.label} ({how})"
+
+
+def fire_boost(r: RuleInfo, k: Constants, w_u: np.ndarray, layout: Layout) -> None:
+    """A deterministic detector's unembedding: ``fire:r`` -> ``C_r`` on its target."""
+    if r.deterministic:
+        w_u[layout.index(Direction("fire", r.name)), r.target] = k.boost[r.name]
+
+
+# -- the previous-token head -----------------------------------------------------------
+def prev_scores(family: str, margin: float, n: int, c_max: float) -> dict[str, float]:
+    """The previous-token head's score ``A = M + ln n + ln C_max`` (:func:`prev_token`)."""
+    standard = family == "standard"
+    return {PREV_SCORE: margin + math.log(n) + math.log(c_max) if standard else 0.0}
+
+
+@dataclass(frozen=True)
+class PrevToken(Component):
+    """Layer-0 head copying ``x[t-1]`` into ``prev:*``."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.PREVIOUS_TOKEN
+    band: ClassVar[Band] = Band.PREV
+
+    name: str = "prev-token"
+    sublayer: Sublayer = "attn"
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {Direction("prev", None)}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        return tuple(Direction("prev", t) for t in an.spec.vocab.tokens)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
+        return prev_token(an, k, tensor)
+
+
+def prev_token(an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
+    """Copy ``x[t-1]`` into ``prev:*``.
+
+    Standard: score ``A [s = t-1]`` (one term per query position ``pos:t -> pos:t-1``),
+    0 elsewhere; the weight on ``t-1`` is ``>= 1/(1 + t e^-A)``, so every ``prev``
+    coordinate is off by at most ``n e^-A``, and ``A = M + ln n + ln C_max`` keeps that
+    times the largest weight reading it below ``e^-M``. Tensor: factor 1 is the same
+    shift table with weight 1, factor 2 is ``1`` (``one`` or ``bos`` at the key), so the
+    pattern is exactly ``[s = t-1]``. OV: ``tok:v -> prev:v``; BOS carries no ``tok``,
+    so at ``t = 1`` the prev subspace stays 0.
+    """
+    a = 1.0 if tensor else k.scores[PREV_SCORE]
+    qk = [
+        ({Direction("pos", t): a}, {Direction("pos", t - 1): 1.0})
+        for t in range(1, an.spec.max_len + 1)
+    ]
+    ov = [
+        ({tok(v, an): 1.0}, {Direction("prev", an.spec.vocab.tokens[v]): 1.0})
+        for v in range(len(an.spec.vocab))
+    ]
+    qk2 = [({ONE: 1.0}, {ONE: 1.0, BOS_DIR: 1.0})] if tensor else []
+    return HeadCircuit("prev-token", qk, ov, qk2)
+
+
+# -- readouts --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Readout(Component):
+    """MLP units giving a non-deterministic rule its exact distribution.
+
+    When the rule fires first they cancel the direct path (``-tok:v``) and the boosts of
+    lower deterministic rules firing with it (``-fire:l``) and write ``read:r``.
+    """
+
+    kind: ClassVar[ComponentKind] = ComponentKind.READOUT
+    band: ClassVar[Band] = Band.READ
+    final: ClassVar[bool] = True
+
+    rule: str
+    gates: tuple[str, ...]
+    cancels: tuple[str, ...]
+    name: str = ""
+    sublayer: Sublayer = "mlp"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def reads(self, an: Analysis) -> set[Direction]:
+        return {Direction("fire", n) for n in (self.rule, *self.gates, *self.cancels)}
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {Direction("read", self.rule)}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        return (Direction("read", self.rule),)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> list[UnitCircuit]:
+        return readout(self, an, tensor)
+
+    def unembed(self, an: Analysis, k: Constants, w_u: np.ndarray, layout: Layout) -> None:
+        """``read:r`` -> ``ln q_r``."""
+        w_u[layout.index(Direction("read", self.rule))] = log_probs(an.info(self.rule).next, k.gap)
+
+
+def readouts(an: Analysis) -> list[Readout]:
+    """One readout per non-deterministic rule, gated by its gates, cancelling the lower
+    deterministic rules with a fire feature that can fire with it."""
+    out = []
+    for r in an.rules:
+        if not r.deterministic:
+            gates = tuple(g.name for g in an.gates(r))
+            cancels = tuple(
+                x.name for x in an.lower_cofiring(r) if x.deterministic and x.rule_kind.fires
+            )
+            out.append(named(Readout(r.name, gates, cancels), f"readout:{r.name}"))
+    return out
+
+
+def readout(c: Readout, an: Analysis, tensor: bool) -> list[UnitCircuit]:
+    """Give rule r its exact distribution when it fires first.
+
+    For each cue token v a unit ``[fire:r][x_t = v][no gate fires]`` writes
+    ``read:r - tok:v`` (the unembedding maps ``read:r`` to ``ln q_r`` and ``tok:v`` to the
+    direct-path row, which this removes); for each lower deterministic rule l that can
+    fire with r a unit ``[fire:r][fire:l][no gate]`` writes ``-fire:l`` (removing l's
+    boost). Standard: ``relu(fire:r + [x_t = v] - 1 - sum_g fire:g)``: a ReLU of 0/1
+    features, exact up to their errors. Tensor: ``fire:r * [x_t = v]`` (no gating: a
+    third factor would need another layer; the compiler states the condition instead).
+    """
+    r = an.info(c.rule)
+    gate = ind([Direction("fire", g) for g in c.gates], -1.0)
+    fire_r = {Direction("fire", r.name): 1.0}
+    units = []
+    for v in sorted(r.cue):
+        out = {Direction("read", r.name): 1.0, tok(v, an): -1.0}
+        units.append(
+            _and(
+                f"{c.name}:{an.spec.vocab.tokens[v]}", fire_r, {tok(v, an): 1.0}, gate, out, tensor
+            )
+        )
+    for l_name in c.cancels:
+        fire_l = {Direction("fire", l_name): 1.0}
+        units.append(
+            _and(
+                f"{c.name}:cancel:{l_name}",
+                fire_r,
+                fire_l,
+                gate,
+                {Direction("fire", l_name): -1.0},
+                tensor,
+            )
+        )
+    return units
+
+
+def _and(name: str, a: Vec, b: Vec, gate: Vec, out: Vec, tensor: bool) -> UnitCircuit:
+    if tensor:
+        return UnitCircuit(name, a, out, b)
+    return UnitCircuit(name, {**a, **b, **gate, ONE: -1.0}, out)
