@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from specs.errors import CraftError
 from specs.kinds import kind_of
-from verify.kinds import bigram, induction, skip_bigram, trigram
+from verify.kinds import bigram, bracket, copy, induction, skip_bigram, trigram
 from verify.kinds.base import Tail, VerifyKind
 
 KINDS: dict[str, VerifyKind] = {
-    k.key: k for k in (bigram.KIND, trigram.KIND, skip_bigram.KIND, induction.KIND)
+    k.key: k
+    for k in (bigram.KIND, trigram.KIND, skip_bigram.KIND, induction.KIND, bracket.KIND, copy.KIND)
 }
 
 
