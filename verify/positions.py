@@ -76,7 +76,11 @@ class PositionReport:
     def describe(self) -> str:
         if self.derived_in is None:
             return f"no layer carries position (probe R^2 < {CARRIES:.2f} everywhere)"
-        heads = ", ".join(_head(h) for h in self.first_carriers()) or "no single head"
+        heads = ", ".join(_head(h) for h in self.first_carriers())
+        if not heads:
+            layer = [h for h in self.heads if h.layer == max(self.derived_in, 0)]
+            best = max(layer, key=lambda h: h.carries, default=None)
+            heads = "no single head" + (f" (best {_head(best)})" if best else "")
         prev = ", ".join(f"L{h.layer}H{h.head}" for h in self.previous_heads()) or "none"
         return (
             f"position derived in layer {self.derived_in} (probe R^2 "
@@ -124,8 +128,15 @@ def _uniformity(pat: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def position_report(model: Transformer, n_seqs: int = 24, seed: int = 0) -> PositionReport:
-    """Probe R^2 per layer and per head on ``n_seqs`` random full-length sequences."""
+def position_report(
+    model: Transformer, n_seqs: int = 24, seed: int = 0, queries: frozenset[int] | None = None
+) -> PositionReport:
+    """Probe R^2 per layer and per head on ``n_seqs`` random full-length sequences.
+
+    ``queries``: token ids; the previous-token score is then the mean over positions
+    holding one of them (a copy rule's cue: its head needs ``t-1`` only there, and
+    elsewhere may rest on BOS), instead of over every position.
+    """
     tokens = _tokens(model, 2 * (n_seqs // 2), seed)
     _, cache = run_with_cache(model, torch.as_tensor(tokens))
     b, t = tokens.shape
@@ -138,7 +149,12 @@ def position_report(model: Transformer, n_seqs: int = 24, seed: int = 0) -> Posi
     pat = patterns(model, tokens)
     uniform = _uniformity(pat)
     steps = np.arange(2, t)
-    previous = pat[..., steps, steps - 1].mean(axis=(1, 3))
+    at_prev = pat[..., steps, steps - 1]  # [L, B, H, T-2]
+    if queries is None:
+        previous = at_prev.mean(axis=(1, 3))
+    else:
+        mask = np.isin(tokens[:, steps], sorted(queries))[None, :, None, :]
+        previous = (at_prev * mask).sum(axis=(1, 3)) / max(mask.sum(), 1)
     heads = []
     for layer in range(model.cfg.n_layers):
         result = cache[f"blocks.{layer}.attn.hook_result"]  # [B, T, H, D]
