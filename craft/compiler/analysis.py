@@ -111,8 +111,8 @@ class Analysis:
     def can_cofire(self, a: RuleInfo, b: RuleInfo) -> bool:
         if not a.cue & b.cue:
             return False
-        if a.window == (1, 1) and b.window == (1, 1):
-            return bool(a.anchor & b.anchor)
+        if a.window == (1, 1) and b.window == (1, 1) and None not in (a.anchor, b.anchor):
+            return bool(a.anchor & b.anchor)  # one x[t-1] (no anchor: any token)
         return True
 
     def lower_cofiring(self, r: RuleInfo) -> tuple[RuleInfo, ...]:

@@ -34,6 +34,8 @@ class ComponentKind(StrEnum):
       writes ``fire:<rule>`` for the skip-bigram rules it detects.
     * ``induction``: attends from ``x[t]`` to the position after its earliest earlier
       occurrence (K-composition with ``prev``) and copies that token.
+    * ``copy``: attends from a cue at ``t`` to ``t - offset`` (BOS elsewhere) and copies
+      that token (a copy rule).
     * ``trigram-head`` (compact compiler): attends to its own position when
       ``(x[t-1], x[t])`` is a trigram pair, and to BOS otherwise.
     * ``readout-head`` (compact compiler): attends to its own position when a
@@ -55,6 +57,7 @@ class ComponentKind(StrEnum):
     SKIP_DETECTOR = "skip-detector"
     TRIGRAM_AND = "trigram-and"
     INDUCTION = "induction"
+    COPY = "copy"
     READOUT = "readout"
     TRIGRAM_HEAD = "trigram-head"
     READOUT_HEAD = "readout-head"

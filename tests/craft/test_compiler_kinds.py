@@ -73,14 +73,14 @@ def test_an_unknown_rule_class_is_a_one_line_refusal():
         kind_of(Strange())
 
 
-def test_a_copy_spec_is_refused_in_one_line_through_the_cli(tmp_path, capsys):
+def test_a_bracket_spec_is_refused_in_one_line_through_the_cli(tmp_path, capsys):
     from craft.cli import main
 
     out = tmp_path / "m.safetensors"
-    spec = str(specs.load.PENDING_DIR / "previous_token.yaml")
+    spec = str(specs.load.PENDING_DIR / "toy_language_brackets.yaml")
     assert main(["compile", spec, "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no construction for Copy rules" in err
+    assert err.count("\n") == 1 and "no construction for Bracket rules" in err
     assert not out.exists()
 
 

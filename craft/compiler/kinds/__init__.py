@@ -61,13 +61,14 @@ if TYPE_CHECKING:
 def registry() -> tuple[RuleKind, ...]:
     """Every rule kind the compiler builds, in the order the stages visit kinds (the
     compact compiler plans its layer-0 constructions, skip-bigram detectors, first)."""
-    from craft.compiler.kinds import bigram, induction, skip_bigram, trigram
+    from craft.compiler.kinds import bigram, copy, induction, skip_bigram, trigram
 
     return (
         bigram.BIGRAM,
         skip_bigram.SKIP_BIGRAM,
         trigram.TRIGRAM,
         induction.INDUCTION,
+        copy.COPY,
     )
 
 
@@ -89,7 +90,7 @@ def kind_of(rule) -> RuleKind:
     name = getattr(rule, "name", "?")
     raise CraftError(
         f"the compiler has no construction for {type(rule).__name__} rules yet (rule {name!r})",
-        fix="compile a spec without such rules (issue 14 tracks bracket and copy rules)",
+        fix="compile a spec without such rules (issue 14 tracks bracket rules)",
     )
 
 
