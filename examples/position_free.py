@@ -1,6 +1,6 @@
 """Does a model trained without positional embeddings re-derive position the crafted way?
 
-The task is ``specs/library/pending/previous_token.yaml``: random symbols, and after the
+The task is ``specs/library/previous_token.yaml``: random symbols, and after the
 cue ``?`` the next token is the one just before the cue (a copy rule, offset 1): the
 "predict the previous token" task in next-token form, which needs position.
 
@@ -36,11 +36,11 @@ from rich.table import Table  # noqa: E402
 from craft.compiler import compile_spec  # noqa: E402
 from craft.compiler.positions import derive_positions  # noqa: E402
 from craft.train import TrainConfig, train  # noqa: E402
-from specs.load import PENDING_DIR, load_spec  # noqa: E402
+from specs.load import library_path, load_spec  # noqa: E402
 from verify.diff import diff  # noqa: E402
 from verify.positions import compare, position_report  # noqa: E402
 
-SPEC = PENDING_DIR / "previous_token.yaml"
+SPEC = library_path("previous_token")
 
 
 def trained_model(spec, steps: int, seed: int):

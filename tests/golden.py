@@ -185,4 +185,18 @@ _INDUCTION_CASES = [
     _case(_IND, "mu kappa iota kappa", "induction", {"iota": "1"}),
 ]
 
-GOLDEN: list[GoldenCase] = _TOY_CASES + _BIGRAM_CASES + _SKIP_CASES + _INDUCTION_CASES
+_PREV = "previous_token"
+_SYMBOLS = "# $ % & + = ~ ^ < > | ! ; : / @"
+_UNIFORM17 = _each(f"{_SYMBOLS} ?", "1")
+PREVIOUS_TOKEN_CASES = [
+    _case(_PREV, "", "start", _each(_SYMBOLS, "1")),
+    _case(_PREV, "# $ ?", "copy-previous", {"$": "1"}),
+    _case(_PREV, "@ ? ?", "copy-previous", {"?": "1"}),  # the copied token may be a cue
+    _case(_PREV, "? # ?", "copy-previous", {"#": "1"}),
+    _case(_PREV, "?", "uniform", _UNIFORM17),  # t = 1: t - offset is BOS, never copied
+    _case(_PREV, "% &", "uniform", _UNIFORM17),
+]
+
+GOLDEN: list[GoldenCase] = (
+    _TOY_CASES + _BIGRAM_CASES + _SKIP_CASES + _INDUCTION_CASES + PREVIOUS_TOKEN_CASES
+)

@@ -1,6 +1,6 @@
 """Copy rules (craft.compiler.kinds.copy) against the spec's exact distribution.
 
-Two specs: the pending library spec ``previous_token`` (copy offset 1 above a uniform
+Two specs: the library spec ``previous_token`` (copy offset 1 above a uniform
 bigram) and a hand-written one with a copy rule of offset 3 below a non-deterministic
 trigram (a gate), a deterministic trigram, and above a bigram on one cue. For both
 families: mean KL <= 1e-3 per rule on 2,000 sampled sequences and max KL <= the compiled
@@ -61,7 +61,7 @@ COPY_RULE = {"previous_token": "copy-previous", "offset3": "copy-three"}
 @functools.cache
 def spec_of(name: str):
     if name == "previous_token":
-        return specs.load_spec(specs.load.PENDING_DIR / "previous_token.yaml")
+        return specs.load_spec(specs.library_path("previous_token"))
     return specs.parse_spec(OFFSET3)
 
 
@@ -215,7 +215,7 @@ def test_the_compact_compiler_refuses_copy_rules_in_one_line(name):
 def test_compile_positions_none_then_eval_meets_the_bound(tmp_path, capsys):
     from craft.cli import main
 
-    spec_path = str(specs.load.PENDING_DIR / "previous_token.yaml")
+    spec_path = str(specs.library_path("previous_token"))
     out = tmp_path / "copy.safetensors"
     assert main(["compile", spec_path, "-o", str(out), "--positions", "none"]) == 0
     capsys.readouterr()

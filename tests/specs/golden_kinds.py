@@ -9,7 +9,17 @@ the top's closer pops, other closers are ignored), and copy of ``x[t - offset]``
 
 from __future__ import annotations
 
-from tests.golden import ADJ, FUNC, NOUN, PLACE, VERB_I, VERB_T, GoldenCase, _each
+from tests.golden import (
+    ADJ,
+    FUNC,
+    NOUN,
+    PLACE,
+    PREVIOUS_TOKEN_CASES,
+    VERB_I,
+    VERB_T,
+    GoldenCase,
+    _each,
+)
 
 PENDING_CASE_SPECS = ("previous_token", "toy_language_brackets")
 
@@ -21,15 +31,7 @@ def _case(spec: str, context: str, rule: str, expected: dict[str, str]) -> Golde
     return GoldenCase(spec, tuple(context.split()), rule, expected)
 
 
-_PREV = "previous_token"
-_PREVIOUS_TOKEN_CASES = [
-    _case(_PREV, "", "start", _each(_SYMBOLS, "1")),
-    _case(_PREV, "# $ ?", "copy-previous", {"$": "1"}),
-    _case(_PREV, "@ ? ?", "copy-previous", {"?": "1"}),  # the copied token may be a cue
-    _case(_PREV, "? # ?", "copy-previous", {"#": "1"}),
-    _case(_PREV, "?", "uniform", _UNIFORM17),  # t = 1: t - offset is BOS, never copied
-    _case(_PREV, "% &", "uniform", _UNIFORM17),
-]
+_PREVIOUS_TOKEN_CASES = PREVIOUS_TOKEN_CASES  # in the main table too (it compiles)
 
 _TOY = "toy_language_brackets"
 _PUNCT_ROW = (

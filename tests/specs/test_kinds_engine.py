@@ -21,7 +21,15 @@ from specs.yamlio import parse_text
 from tests.specs.test_spec_fuzz import FUZZ, _check, _mutate, _slots
 from tests.specs.test_spec_sample import _reference_sample
 
-PENDING_SPECS = {name: specs.load_spec(PENDING_DIR / f"{name}.yaml") for name in PENDING}
+NEW_KIND_SPECS = ("previous_token", "toy_language_brackets")  # library and pending
+
+
+def _load_new(name: str):
+    path = PENDING_DIR / f"{name}.yaml"
+    return specs.load_spec(path if path.exists() else specs.library_path(name))
+
+
+PENDING_SPECS = {name: _load_new(name) for name in NEW_KIND_SPECS}
 PROPERTY = settings(
     derandomize=True,
     database=None,
@@ -132,7 +140,7 @@ def test_sample_equals_reference_with_every_kind(spec: specs.Spec, seed: int) ->
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
-@pytest.mark.parametrize("name", PENDING)
+@pytest.mark.parametrize("name", NEW_KIND_SPECS)
 def test_pending_truth_equals_oracle_on_planted_boundaries(name: str) -> None:
     """Deep, crossed and unmatched brackets, copies at every offset edge, planted at
     random positions of full-length sequences: the engine agrees everywhere."""
@@ -142,7 +150,7 @@ def test_pending_truth_equals_oracle_on_planted_boundaries(name: str) -> None:
     _assert_truth_is_oracle(spec, tokens[:, : 1 + min(spec.max_len, 48)])
 
 
-@pytest.mark.parametrize("name", PENDING)
+@pytest.mark.parametrize("name", NEW_KIND_SPECS)
 def test_pending_sampler_matches_expected_counts(name: str) -> None:
     """Per rule, each next token's count is within 5 sigma of the summed exact
     probabilities; deterministic rules (bracket, copy) give exactly their token."""
@@ -200,7 +208,7 @@ def test_bracket_targeted_contexts_are_deep_crossed_and_unmatched() -> None:
     assert all(len(c) <= spec.max_len for c in contexts)
 
 
-@pytest.mark.parametrize("name", PENDING)
+@pytest.mark.parametrize("name", NEW_KIND_SPECS)
 def test_near_endings_fall_on_both_sides(name: str) -> None:
     """Each new-kind rule's near endings, as whole contexts: some fire it, some do not;
     its overlay makes its condition hold at the end of every other rule's ending."""

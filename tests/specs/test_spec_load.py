@@ -113,7 +113,7 @@ def test_sha256_is_of_the_resolved_content() -> None:
     base = parse_spec(MINI, "a.yaml")
     assert len(base.sha256) == 64
     assert parse_spec(MINI, "b.yaml").sha256 == base.sha256  # source excluded
-    spelled_out = MINI.replace('NOUN: {VERB: 1}', "bob: {runs: 1/3, sees: 1/3, finds: 1/3}")
+    spelled_out = MINI.replace("NOUN: {VERB: 1}", "bob: {runs: 1/3, sees: 1/3, finds: 1/3}")
     assert parse_spec(spelled_out).sha256 == base.sha256  # same meaning, same hash
     changed = MINI.replace("alice: {runs: 1}", "alice: {runs: 0.5, sees: 0.5}")
     assert parse_spec(changed).sha256 != base.sha256
@@ -160,7 +160,13 @@ rules:
 
 
 def test_library_lists_and_loads_without_warnings() -> None:
-    assert specs.LIBRARY == ["bigram", "induction", "skip_trigram", "toy_language"]
+    assert specs.LIBRARY == [
+        "bigram",
+        "induction",
+        "previous_token",
+        "skip_trigram",
+        "toy_language",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for name in specs.LIBRARY:
@@ -300,6 +306,7 @@ def test_readme_example_loads_and_means_what_it_says() -> None:
     readme = (Path(specs.__file__).parent / "README.md").read_text()
     spec = parse_spec(readme.split("```yaml")[1].split("```")[0], "README.md")
     assert spec.rule_names() == ("bob-alice", "echo", "copy", "table", "start")
+
     def ask(text: str) -> tuple[str, tuple[Fraction, ...]]:
         dist, rule_id = specs.next_dist_exact(spec, specs.encode(spec, text.split()))
         return spec.rule_names()[rule_id], dist.probs
