@@ -13,6 +13,8 @@ from pathlib import Path
 
 from craft.compiler.kinds import kind_of
 from craft.models.io import atomic_write
+from specs.errors import CraftError
+from specs.kinds import kind_of as specs_kind_of
 from specs.model import START_RULE, Spec
 
 FLOOR = 1e-6  # excess losses below this are drawn at this value (log axis)
@@ -21,10 +23,15 @@ FLOOR = 1e-6  # excess losses below this are drawn at this value (log axis)
 def rule_groups(spec: Spec) -> dict[str, str]:
     """Rule name -> group label, as each rule's kind names it
     (:meth:`~craft.compiler.kinds.base.RuleKind.group`): ``trigram (deterministic)``,
-    ``skip-bigram (distribution)``, ``induction``, ``bigram``; and ``start``."""
+    ``skip-bigram (distribution)``, ``induction``, ``bigram``; and ``start``. A rule
+    the compiler cannot build yet (a bracket rule) is grouped by its YAML key: training
+    needs only the spec."""
     groups = {START_RULE: "start"}
     for rule in spec.rules:
-        groups[rule.name] = kind_of(rule).group(rule)
+        try:
+            groups[rule.name] = kind_of(rule).group(rule)
+        except CraftError:  # a kind the compiler does not build yet: its spec key
+            groups[rule.name] = specs_kind_of(rule).key
     return groups
 
 

@@ -208,3 +208,19 @@ def test_train_positions_none_has_no_position_table(tmp_path, capsys):
     assert main([*argv, "--no-progress", "--device", "cpu", "--eval-batch", "8"]) == 0
     model = load_model(out)
     assert model.cfg.positions == "none" and "pos_embed.W_pos" not in model.state_dict()
+
+
+def test_train_runs_on_a_spec_the_compiler_cannot_build(tmp_path):
+    """Training needs only the spec: a bracket rule (no construction yet) trains, and its
+    loss curve groups the rule under its YAML key."""
+    from craft.cli import main
+    from craft.train.plot import rule_groups
+    from specs.load import PENDING_DIR
+
+    spec_path = PENDING_DIR / "toy_language_brackets.yaml"
+    out = tmp_path / "b.safetensors"
+    argv = ["train", str(spec_path), "-o", str(out), "--steps", "3", "--batch", "4"]
+    argv += ["--d-model", "16", "--heads", "2", "--no-progress", "--device", "cpu"]
+    assert main([*argv, "--eval-batch", "8", "--length", "16"]) == 0
+    assert (tmp_path / "b.loss.png").is_file() and out.is_file()
+    assert rule_groups(specs.load_spec(spec_path))["close-bracket"] == "bracket"
