@@ -43,8 +43,16 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
         for name in spec.rule_names()
     ]
     reads_prev = tuple(r.name for r in spec.rules if kinds.of(r).reads_prev)
-    for rec in sorted(_heads(crafted), key=lambda r: (r.layer, r.head)):
+    heads = sorted(_heads(crafted), key=lambda r: (r.layer, r.head))
+    for rec in heads:
         claims += _head_claims(rec, reads_prev)
+    share = [r for r in heads if r.kind == ComponentKind.POSITION_SHARE]
+    if share:  # a position-free model: every head above reads the position it derives
+        served = tuple(dict.fromkeys(x for r in heads if r.layer > share[0].layer for x in r.rules))
+        if served:
+            head = f"{share[0].layer}.{share[0].head}"
+            ablate = Ablation(head=head, breaks=served, min_increase=0.1)
+            claims.append(Claim(f"ablate:{share[0].name}", ablate))
     return tuple(claims)
 
 

@@ -41,3 +41,12 @@ def test_compare_names_each_difference():
     assert "layer 0 by the crafted model, -1 by the trained one" in text
     assert "only the crafted model derives it with a uniform head" in text
     assert "previous-token heads in layers [1] (crafted) vs [0] (trained)" in text
+
+
+def test_default_claims_of_a_position_free_model_ablate_the_position_head():
+    from verify.defaults import default_claims
+
+    spec = specs.load_spec(specs.library_path("induction"))
+    derived = derive_positions(compile_spec(spec, "standard").model)
+    claim = next(c for c in default_claims(derived, spec) if c.name == "ablate:position-share")
+    assert claim.body.head == "0.0" and "induction" in claim.body.breaks
