@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from craft.compiler.analysis import Analysis, analyse
 from craft.compiler.assemble import assemble
-from craft.compiler.conditions import Condition, all_hold, tensor_conditions
+from craft.compiler.conditions import Condition, all_hold, conditions
 from craft.compiler.constants import Constants, derive, float_limit
 from craft.compiler.plan import Plan, plan, reads, writes
 from craft.models.components import ComponentRecord
@@ -29,7 +29,7 @@ class Compiled:
     model: Transformer
     plan: Plan
     constants: Constants
-    conditions: tuple[Condition, ...]  # tensor family: where the bound is guaranteed
+    conditions: tuple[Condition, ...]  # where the bound is guaranteed (empty: everywhere)
     placed: list  # (slot, circuit(s)) per component, for reports
 
     @property
@@ -52,7 +52,7 @@ def compile_spec(spec: Spec, family: str = "standard", dtype: str | None = None)
     p = plan(an)
     k = derive(an, family, len(p.slots), dtype)
     model, placed = assemble(p, k, family)
-    conds = tensor_conditions(an, earliest=True) if family == "tensor" else ()
+    conds = conditions(an, family, earliest=True)
     model.meta = {
         "spec": spec.provenance(),
         "compiler": {"version": COMPILER_VERSION, "family": family},
@@ -62,7 +62,7 @@ def compile_spec(spec: Spec, family: str = "standard", dtype: str | None = None)
         "bound_scope": "contexts where the conditions hold" if conds else "every context",
         "components": _components(p),
         "dtype": k.dtype,
-        "float32_limit": float_limit(an, family) if family == "tensor" else None,
+        "float32_limit": float_limit(an, family),
     }
     return Compiled(model, p, k, conds, placed)
 

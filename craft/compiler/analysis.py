@@ -22,7 +22,7 @@ when its condition holds, what it implies) is a hook of its kind object
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ class RuleInfo:
         anchor: tokens it looks back for (None for induction).
         window: (lo, hi) distance back to the anchor (trigram: (1, 1)).
         next: its distribution (None for induction, whose output is a copied token).
+        rule: the spec rule itself (for kinds whose condition needs more than the above).
     """
 
     index: int
@@ -65,6 +66,7 @@ class RuleInfo:
     anchor: frozenset[int] | None
     window: tuple[int, int] | None
     next: Dist | None
+    rule: object = field(default=None, compare=False, repr=False)
 
     @property
     def rule_kind(self) -> RuleKind:
@@ -157,7 +159,7 @@ def analyse(spec: Spec) -> Analysis:
             continue
         live = frozenset(t for t in range(v) if first_direct[t] > i)
         cue, anchor, window = reading.cue & live, reading.anchor, reading.window
-        info = RuleInfo(i, rule.name, kind.name, cue, anchor, window, reading.next)
+        info = RuleInfo(i, rule.name, kind.name, cue, anchor, window, reading.next, rule)
         if info.cue:
             infos.append(info)
         else:

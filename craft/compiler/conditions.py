@@ -1,4 +1,4 @@
-"""Where the tensor family cannot be exact, and the contexts on which its bound holds.
+"""Where a model cannot be exact, and the contexts on which its bound holds.
 
 A polynomial network of fixed depth sums where the semantics asks for an OR, a first
 occurrence or a three-way AND. The compiler does not hide this: each such place becomes
@@ -14,6 +14,11 @@ every context where all conditions hold (tests check it there).
   non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
 * ``not-together``: a tensor readout cannot be switched off by a second
   non-deterministic rule in the same layer (that needs a degree-3 product).
+* ``brackets-match`` (every family): a bracket model counts every closer as a pop
+  (:mod:`craft.compiler.kinds.bracket`); exact at a cue when no earlier closer of the
+  wrong type met a non-empty stack (the spec ignores such a closer). Closers on an
+  empty stack are handled; the spec's own sequences meet it whenever closers come only
+  from the bracket rule.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from craft.compiler.analysis import Analysis
 
-ConditionKind = Literal["followers-agree", "single-anchor", "not-together"]
+ConditionKind = Literal["followers-agree", "single-anchor", "not-together", "brackets-match"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class Condition:
             )
         if self.kind == "single-anchor":
             return f"{self.rules[0]}: at most one anchor in the window (a count, not an OR)"
+        if self.kind == "brackets-match":
+            return (
+                f"{self.rules[0]}: no closer met an open bracket of another type (the spec "
+                "ignores such a closer; the model's depth count does not)"
+            )
         return f"{self.rules[0]} and {self.rules[1]} do not fire together"
 
     def holds(self, an: Analysis, ctx: list[int]) -> bool:
@@ -48,12 +58,40 @@ class Condition:
         if self.kind == "not-together":
             return not (rules[0].holds(ctx) and rules[1].holds(ctx))
         r = rules[0]
+        if self.kind == "brackets-match":
+            return not ctx or ctx[-1] not in r.cue or not wrong_closer(r.rule, ctx)
         if not r.holds(ctx):
             return True
         if self.kind == "single-anchor":
             return r.anchor_count(ctx) <= 1
         followers = {ctx[s + 1] for s in range(len(ctx) - 1) if ctx[s] == ctx[-1]}
         return len(followers) <= 1
+
+
+def wrong_closer(rule, ctx: list[int]) -> bool:
+    """Whether a closer of ``ctx`` met a non-empty bracket stack whose top it does not
+    close (``rule`` a :class:`specs.model.Bracket`)."""
+    stack: list[int] = []
+    for token in ctx:
+        closer = rule.closer_of.get(token)
+        if closer is not None:
+            stack.append(closer)
+        elif token in rule.closers and stack:
+            if token != stack[-1]:
+                return True
+            stack.pop()
+    return False
+
+
+def conditions(an: Analysis, family: str, earliest: bool = True) -> tuple[Condition, ...]:
+    """Every condition a model of ``an`` in ``family`` states: each kind's own
+    (:meth:`~craft.compiler.kinds.base.RuleKind.conditions`), then the tensor family's."""
+    out: list[Condition] = []
+    for r in an.rules:
+        out += r.rule_kind.conditions(r, an)
+    if family == "tensor":
+        out += tensor_conditions(an, earliest)
+    return tuple(dict.fromkeys(out))
 
 
 def tensor_conditions(an: Analysis, earliest: bool = False) -> tuple[Condition, ...]:
@@ -112,7 +150,8 @@ def stated(an: Analysis, meta: dict) -> tuple[Condition, ...]:
     descriptions), as Condition objects to evaluate: each compiler states its own (the
     one-hot compiler no ``followers-agree``, the compact one with it)."""
     said = set(meta.get("conditions") or ())
-    return tuple(c for c in tensor_conditions(an) if c.describe() in said)
+    every = conditions(an, "tensor", earliest=False)
+    return tuple(c for c in every if c.describe() in said)
 
 
 def counts(an: Analysis, r) -> bool:
@@ -135,8 +174,11 @@ def condition_mask(conds: tuple[Condition, ...], an: Analysis, tokens: np.ndarra
     out = np.ones((b, t), dtype=bool)
     if not conds:
         return out
-    simple = tuple(c for c in conds if c.kind != "followers-agree")
+    simple = tuple(c for c in conds if c.kind not in ("followers-agree", "brackets-match"))
     followers = [an.info(c.rules[0]) for c in conds if c.kind == "followers-agree"]
+    brackets = [an.info(c.rules[0]) for c in conds if c.kind == "brackets-match"]
+    if brackets:
+        out &= _brackets_mask(brackets, tokens)
     for i in range(b):
         row = [int(x) for x in tokens[i, 1:]]
         seen: dict[int, set[int]] = {}
@@ -145,5 +187,26 @@ def condition_mask(conds: tuple[Condition, ...], an: Analysis, tokens: np.ndarra
             if j >= 2:
                 seen.setdefault(row[j - 2], set()).add(x)
             ok = all(len(seen.get(x, ())) <= 1 for r in followers if x in r.cue)
-            out[i, j] = ok and (not simple or all_hold(simple, an, row[:j]))
+            out[i, j] &= ok and (not simple or all_hold(simple, an, row[:j]))
+    return out
+
+
+def _brackets_mask(rules, tokens: np.ndarray) -> np.ndarray:
+    """``brackets-match`` at every position, one pass per row and rule: false at a cue
+    once a closer has met a non-empty stack of another type."""
+    b, t = tokens.shape
+    out = np.ones((b, t), dtype=bool)
+    for r in rules:
+        closer_of, closers = r.rule.closer_of, r.rule.closers
+        for i in range(b):
+            stack: list[int] = []
+            broken = False
+            for j in range(1, t):
+                x = int(tokens[i, j])
+                if x in closer_of:
+                    stack.append(closer_of[x])
+                elif x in closers and stack and not broken:
+                    broken = x != stack[-1]
+                    stack.pop()
+                out[i, j] = not (broken and x in r.cue)
     return out

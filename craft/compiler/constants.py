@@ -191,7 +191,24 @@ def _peak(r, max_len: int, family: str) -> float:
     return r.max_count(max_len) if family == "tensor" else 1.0
 
 
+def _kind_limit(an: Analysis) -> tuple[int | None, str]:
+    """The least float32 limit a rule kind of the spec states, and that kind's name."""
+    limits = [(r.rule_kind.float32_limit(), r.kind) for r in an.rules]
+    limits = [(n, kind) for n, kind in limits if n is not None]
+    return min(limits) if limits else (None, "")
+
+
 def _dtype(an: Analysis, family: str, asked: str | None, needs: float) -> str:
+    limit, kind = _kind_limit(an)
+    if limit is not None and an.spec.max_len > limit:
+        if asked == "float32":
+            raise CraftError(
+                f"float32 cannot hold this model: {kind} rules meet their bound in float32 "
+                f"up to max_len {limit}, and max_len is {an.spec.max_len}",
+                where="--dtype float32",
+                fix="compile with --dtype float64 (the default picks it when needed)",
+            )
+        return "float64"
     if needs <= FLOAT32_MAGNITUDE:
         return asked or "float32"
     if asked == "float32" or needs > FLOAT64_MAGNITUDE:
@@ -211,8 +228,16 @@ def _dtype(an: Analysis, family: str, asked: str | None, needs: float) -> str:
 
 def float_limit(an: Analysis, family: str, dtype: str = "float32") -> int | None:
     """The largest max_len at which this spec's model still fits ``dtype`` (its largest
-    logit under :data:`FLOAT32_MAGNITUDE` or :data:`FLOAT64_MAGNITUDE`); None when it fits
-    at every length (no tensor-family induction)."""
+    logit under :data:`FLOAT32_MAGNITUDE` or :data:`FLOAT64_MAGNITUDE`, and in float32
+    every rule kind's own limit, e.g. bracket rules'); None when it fits at every length."""
+    kind_limit = _kind_limit(an)[0] if dtype == "float32" else None
+    magnitude_limit = _magnitude_limit(an, family, dtype)
+    limits = [x for x in (kind_limit, magnitude_limit) if x is not None]
+    return min(limits) if limits else None
+
+
+def _magnitude_limit(an: Analysis, family: str, dtype: str) -> int | None:
+    """The largest max_len whose largest logit fits ``dtype`` (tensor-family induction)."""
     from craft.compiler.analysis import analyse
 
     ceiling = FLOAT32_MAGNITUDE if dtype == "float32" else FLOAT64_MAGNITUDE

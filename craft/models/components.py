@@ -40,6 +40,10 @@ class ComponentKind(StrEnum):
       ``(x[t-1], x[t])`` is a trigram pair, and to BOS otherwise.
     * ``readout-head`` (compact compiler): attends to its own position when a
       non-deterministic rule fires and writes that rule's distribution.
+    * ``bracket-count``: attends uniformly and writes (openers - closers) / (t + 1).
+    * ``bracket-min``: attends to the prefix position where openers - closers is least.
+    * ``bracket``: attends from a cue to the innermost open bracket and writes its
+      closer (a bracket rule).
     * ``position-share`` (position-free models): attends uniformly over the prefix and
       writes BOS's share ``1/(t+1)`` (:mod:`craft.compiler.positions`).
 
@@ -49,6 +53,8 @@ class ComponentKind(StrEnum):
       and ``tok``.
     * ``readout``: gives a non-deterministic rule its exact distribution, cancelling
       the direct path and lower rules' boosts where it fires.
+    * ``bracket-depth``: turns the bracket count's average into the count.
+    * ``bracket-code``: one-hot bracket depths at cues and at openers.
     * ``position-code``: turns ``1/(t+1)`` into the position code a learned table
       would have added (a piecewise-linear interpolant through every position).
     """
@@ -63,11 +69,22 @@ class ComponentKind(StrEnum):
     READOUT_HEAD = "readout-head"
     POSITION_SHARE = "position-share"
     POSITION_CODE = "position-code"
+    BRACKET_COUNT = "bracket-count"
+    BRACKET_DEPTH = "bracket-depth"
+    BRACKET_MIN = "bracket-min"
+    BRACKET_CODE = "bracket-code"
+    BRACKET = "bracket"
 
     @property
     def sublayer(self) -> Sublayer:
         """``"mlp"`` for the MLP kinds, ``"attn"`` for the rest."""
-        mlp = (ComponentKind.TRIGRAM_AND, ComponentKind.READOUT, ComponentKind.POSITION_CODE)
+        mlp = (
+            ComponentKind.TRIGRAM_AND,
+            ComponentKind.READOUT,
+            ComponentKind.POSITION_CODE,
+            ComponentKind.BRACKET_DEPTH,
+            ComponentKind.BRACKET_CODE,
+        )
         return "mlp" if self in mlp else "attn"
 
 

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 def registry() -> tuple[RuleKind, ...]:
     """Every rule kind the compiler builds, in the order the stages visit kinds (the
     compact compiler plans its layer-0 constructions, skip-bigram detectors, first)."""
-    from craft.compiler.kinds import bigram, copy, induction, skip_bigram, trigram
+    from craft.compiler.kinds import bigram, bracket, copy, induction, skip_bigram, trigram
 
     return (
         bigram.BIGRAM,
@@ -69,6 +69,7 @@ def registry() -> tuple[RuleKind, ...]:
         trigram.TRIGRAM,
         induction.INDUCTION,
         copy.COPY,
+        bracket.BRACKET,
     )
 
 
@@ -90,7 +91,7 @@ def kind_of(rule) -> RuleKind:
     name = getattr(rule, "name", "?")
     raise CraftError(
         f"the compiler has no construction for {type(rule).__name__} rules yet (rule {name!r})",
-        fix="compile a spec without such rules (issue 14 tracks bracket rules)",
+        fix="compile a spec without such rules",
     )
 
 

@@ -165,7 +165,17 @@ class RuleKind:
         rule, given the range ``rng`` it must beat and that part ``extra``."""
         return rng + extra + gap, extra
 
+    def float32_limit(self) -> int | None:
+        """The largest ``max_len`` at which its construction meets its bound in float32
+        (None: every length); beyond it the model runs in float64."""
+        return None
+
     # -- conditions --------------------------------------------------------------------
+    def conditions(self, r: RuleInfo, an: Analysis) -> list[Condition]:
+        """Where a model of it is not exact, in every family (the bound is stated on the
+        contexts where they hold)."""
+        return []
+
     def tensor_conditions(self, r: RuleInfo, an: Analysis, earliest: bool) -> list[Condition]:
         """Where a one-hot (``earliest``) or compact tensor model of it is not exact."""
         return []

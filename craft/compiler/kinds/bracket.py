@@ -1,0 +1,409 @@
+"""Bracket rules: at a cue, with a bracket open, the closer of the innermost one.
+
+A bracket rule ``(pairs, cue)`` fires at ``t`` when ``x[t]`` is a cue and the bracket
+stack of ``x[1..t]`` is non-empty (:mod:`specs.kinds.bracket`: an opener pushes; a closer
+pops when it closes the top opener and is otherwise ignored); its next token is the
+closer of the top opener. Standard family only, three layers, five components per rule
+(``r`` the rule; ``n = max_len``):
+
+1. ``bracket-count`` (layer 0 attention): every score 0, so the head attends uniformly
+   over ``s <= t`` (BOS included) and writes ``bcount[r] = h_t / (t+1)``, where ``h_t`` =
+   openers minus closers in ``x[1..t]`` (``W_V``: ``+1`` on each opener, ``-1`` on each
+   closer).
+2. ``bracket-depth`` (layer 0 MLP): ``bh[r] = h_t`` from ``(t+1) bcount``, one pair of
+   units per position ``t`` gated by ``pos:t``: ``relu(+-(t+1) bcount + B pos:t - B)``
+   with ``B = n + 1 > |h_t|`` (only position ``t``'s pair is on).
+3. ``bracket-min`` (layer 1 attention): score ``-beta' bh[r]`` at every key (BOS: 0), so it
+   attends to the keys where ``h_s`` is least (ties carry equal values) and writes
+   ``bmin[r] = min(0, min_{s <= t} h_s)``. ``d_t = h_t - bmin`` is the depth of a stack
+   that ignores a closer on an empty stack (a reflected walk): exactly the spec's depth
+   while no closer of the wrong type meets a non-empty stack (the stated condition).
+4. ``bracket-code`` (layer 1 MLP): one-hot depth codes from ``d = bh - bmin``, with
+   snapping steps ``step_k = relu(S (d - k + 1/2) + gate) - relu(S (d - k + 1/2) - 1 +
+   gate)`` (``S = 4``): exactly 0 below ``k - 1/4`` and 1 above ``k - 1/4`` (``d`` is an
+   integer up to float error ``< 1/4``), and 0 wherever ``gate = B (sel - 1)`` is off.
+   At a cue (``sel = [x_t in cue]``): ``bq[r]:k = step_k - step_{k+1} = [d_t = k]`` and
+   ``bopen[r] = step_1 = [d_t >= 1]``. At an opener (``sel = [x_t is an opener]``):
+   ``bk[r]:k = [d_t = k]`` (its depth after the push) and ``bkp[r] = t`` (one unit
+   ``relu(sum_t t pos:t + B' (sel - 1))``).
+5. ``bracket`` (layer 2 attention): from a cue at ``t`` to the top opener, which is the
+   latest opener ``i <= t`` with ``d_i = d_t`` (after it the depth never falls below
+   ``d_t``, or it would have been popped; an earlier opener at that depth was popped
+   before ``i`` was pushed). OV: ``tok:o -> bclose[r]:closer(o)``, boosted by ``C_r`` in
+   the unembedding (as induction's ``copy[r]``). Derivation in :func:`bracket_head`.
+
+The depth limit is ``max_len`` (every context: a depth never exceeds its length); the
+float32 limit is :data:`FLOAT32_LIMIT` (:func:`rounding`). The tensor family has no
+softmax to average, take a minimum or pick the latest match, and is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from craft.compiler.analysis import Analysis, RuleInfo
+from craft.compiler.conditions import Condition
+from craft.compiler.kinds.base import Band, Component, Reading, RuleKind, named
+from craft.compiler.primitives import HeadCircuit, UnitCircuit, tok
+from craft.models.components import ComponentKind, Sublayer
+from craft.models.layout import BOS_DIR, ONE, Direction, Layout
+from specs.errors import CraftError
+from specs.model import Bracket
+
+if TYPE_CHECKING:
+    from craft.compiler.constants import Constants
+
+MARGIN_L, MATCH, RECENCY, BOS_SCORE, GATE, MIN_SCORE = (
+    "bracket margin L_b",
+    "bracket depth match beta",
+    "bracket recency gamma",
+    "bracket BOS G",
+    "bracket gate K",
+    "bracket min beta'",
+)
+SNAP = 4.0  # S: the slope of the snapping steps
+FLOAT32_LIMIT = 255
+"""The largest ``max_len`` whose bracket model meets its bound in float32: the rounding
+loss ``rho = 32 S u (n+1)^2 L_b`` of the lookup margins (:func:`rounding`) stays below
+``L_b / 2`` while ``(n + 1)^2 <= 1 / (64 S u) = 2^16`` (``u = 2^-24``)."""
+
+
+def rounding(max_len: int, dtype: str) -> float:
+    """``32 S u (n+1)^2``: the fraction of the lookup margin float rounding may take.
+
+    Every depth code coordinate is a sum of four unit outputs whose pre-activations are at
+    most ``S (n + 1)``, so it is off by at most ``8 u S (n + 1)`` (``u`` the unit
+    roundoff); a score ``beta sum_k bq:k bk:k`` with ``beta = L_b (n + 1)`` is then off by
+    at most ``16 u S (n + 1)^2 L_b``, and a margin (two scores) by twice that.
+    """
+    u = 2.0**-24 if dtype == "float32" else 2.0**-53
+    return 32 * SNAP * u * (max_len + 1) ** 2
+
+
+def _dirs(rule: str) -> dict[str, Direction]:
+    return {
+        "count": Direction(f"bcount[{rule}]"),
+        "h": Direction(f"bh[{rule}]"),
+        "min": Direction(f"bmin[{rule}]"),
+        "open": Direction(f"bopen[{rule}]"),
+        "kpos": Direction(f"bkp[{rule}]"),
+    }
+
+
+def _bq(rule: str, k: int) -> Direction:
+    return Direction(f"bq[{rule}]", k)
+
+
+def _bk(rule: str, k: int) -> Direction:
+    return Direction(f"bk[{rule}]", k)
+
+
+def _spec_rule(an: Analysis, name: str) -> Bracket:
+    return next(r for r in an.spec.rules if r.name == name)
+
+
+def _signs(an: Analysis, rule: Bracket) -> dict[Direction, float]:
+    """``+1`` on each opener's ``tok``, ``-1`` on each closer's."""
+    out = {}
+    for o, c in rule.pairs:
+        out[tok(o, an)], out[tok(c, an)] = 1.0, -1.0
+    return out
+
+
+@dataclass(frozen=True)
+class BracketCount(Component):
+    """Uniform head: ``bcount[r] = (openers - closers in x[1..t]) / (t + 1)``."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_COUNT
+    rule: str
+    name: str = ""
+    sublayer: Sublayer = "attn"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {_dirs(self.rule)["count"]}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        return (_dirs(self.rule)["count"],)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
+        _refuse(self.rule, tensor)
+        signs = _signs(an, _spec_rule(an, self.rule))
+        return HeadCircuit(self.name, [], [(signs, {_dirs(self.rule)["count"]: 1.0})])
+
+
+@dataclass(frozen=True)
+class BracketDepth(Component):
+    """MLP: ``bh[r] = (t + 1) bcount[r]``, one pair of units per position (gated by ``pos:t``)."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_DEPTH
+    rule: str
+    name: str = ""
+    sublayer: Sublayer = "mlp"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def reads(self, an: Analysis) -> set[Direction]:
+        return {_dirs(self.rule)["count"], Direction("pos", None)}
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {_dirs(self.rule)["h"]}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        return (_dirs(self.rule)["h"],)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> list[UnitCircuit]:
+        """``relu(+-(t+1) bcount + B pos:t - B one)`` writes ``+-bh``: at position ``t``
+        the pair sums to ``(t+1) bcount = h_t``; every other pair is off (``B > |h|``)."""
+        d = _dirs(self.rule)
+        big = an.spec.max_len + 1.0
+        units = []
+        for t in range(1, an.spec.max_len + 1):
+            for sign in (1.0, -1.0):
+                inp = {d["count"]: sign * (t + 1), Direction("pos", t): big, ONE: -big}
+                units.append(UnitCircuit(f"{self.name}:{t}:{sign:+.0f}", inp, {d["h"]: sign}))
+        return units
+
+
+@dataclass(frozen=True)
+class BracketMin(Component):
+    """Head: ``bmin[r] = min(0, min_{s <= t} h_s)`` (attends to the least ``bh``)."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_MIN
+    rule: str
+    name: str = ""
+    sublayer: Sublayer = "attn"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def reads(self, an: Analysis) -> set[Direction]:
+        return {_dirs(self.rule)["h"]}
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {_dirs(self.rule)["min"]}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        return (_dirs(self.rule)["min"],)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
+        """Score ``-beta' h_s`` (``h_0 = 0`` at BOS), value ``h_s``. Keys above the least
+        value trail by ``beta' >= 1``, so with ``beta' = M + ln(2 n^2)`` their total weight
+        times their distance ``<= 2n`` is at most ``e^-M``: ``bmin`` is off by less than
+        that plus the rounding of ``bh`` (``~ (n+1)^2 u``), far below the steps' 1/4."""
+        _refuse(self.rule, tensor)
+        d = _dirs(self.rule)
+        qk = [({ONE: -k.scores[MIN_SCORE]}, {d["h"]: 1.0})]
+        return HeadCircuit(self.name, qk, [({d["h"]: 1.0}, {d["min"]: 1.0})])
+
+
+@dataclass(frozen=True)
+class BracketCode(Component):
+    """MLP: one-hot depth codes at cues (``bq``, ``bopen``) and openers (``bk``, ``bkp``)."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_CODE
+    rule: str
+    name: str = ""
+    sublayer: Sublayer = "mlp"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def reads(self, an: Analysis) -> set[Direction]:
+        d = _dirs(self.rule)
+        return {d["h"], d["min"], Direction("tok", None), Direction("pos", None)}
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        d = _dirs(self.rule)
+        return {d["open"], d["kpos"], Direction(f"bq[{self.rule}]"), Direction(f"bk[{self.rule}]")}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        d, n = _dirs(self.rule), an.spec.max_len
+        qs = tuple(_bq(self.rule, k) for k in range(1, n + 1))
+        ks = tuple(_bk(self.rule, k) for k in range(1, n + 1))
+        return (d["open"], *qs, d["kpos"], *ks)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> list[UnitCircuit]:
+        rule = _spec_rule(an, self.rule)
+        r = an.info(self.rule)
+        cue = {tok(v, an): 1.0 for v in sorted(r.cue)}
+        openers = {tok(o, an): 1.0 for o, _ in rule.pairs}
+        units = _steps(self, an, cue, _bq, extra={1: _dirs(self.rule)["open"]})
+        units += _steps(self, an, openers, _bk)
+        big = an.spec.max_len + 1.0
+        where = {Direction("pos", t): float(t) for t in range(1, an.spec.max_len + 1)}
+        inp = {**where, **{d: big for d in openers}, ONE: -big}
+        return [*units, UnitCircuit(f"{self.name}:kpos", inp, {_dirs(self.rule)["kpos"]: 1.0})]
+
+
+def _steps(c: BracketCode, an: Analysis, sel: dict, code, extra=None) -> list[UnitCircuit]:
+    """The snapping steps ``step_k`` (k = 1..n) of ``d = bh - bmin``, gated by ``sel``
+    (module docstring, item 4), each writing ``+code(k)`` and ``-code(k-1)``: the
+    one-hot ``[d = k]``; ``extra[k]`` also receives ``step_k``."""
+    d, n = _dirs(c.rule), an.spec.max_len
+    gate = SNAP * (n + 1) + 2.0  # > every |S (d - k + 1/2)| + 1: an off gate zeroes both
+    units = []
+    for k in range(1, n + 1):
+        out = {code(c.rule, k): 1.0}
+        if k > 1:
+            out[code(c.rule, k - 1)] = -1.0
+        if extra and k in extra:
+            out[extra[k]] = 1.0
+        for shift in (0.0, -1.0):
+            inp = {d["h"]: SNAP, d["min"]: -SNAP, ONE: SNAP * (0.5 - k) + shift - gate}
+            inp.update({x: gate for x in sel})
+            units.append(UnitCircuit(f"{c.name}:{code(c.rule, k)}:{shift:+.0f}", inp, out))
+            out = {x: -w for x, w in out.items()}
+    return units
+
+
+@dataclass(frozen=True)
+class BracketHead(Component):
+    """Head from a cue to the top opener (the latest opener at the cue's depth)."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET
+    rule: str
+    gates: tuple[str, ...]
+    name: str = ""
+    sublayer: Sublayer = "attn"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def reads(self, an: Analysis) -> set[Direction]:
+        d = _dirs(self.rule)
+        gates = {Direction("fire", g) for g in self.gates}
+        code = {Direction(f"bq[{self.rule}]"), Direction(f"bk[{self.rule}]")}
+        return {d["open"], d["kpos"], *code, *gates}
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {Direction(f"bclose[{self.rule}]", None)}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        rule = _spec_rule(an, self.rule)
+        vocab = an.spec.vocab.tokens
+        return tuple(Direction(f"bclose[{self.rule}]", vocab[c]) for _, c in rule.pairs)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
+        return bracket_head(self, an, k, tensor)
+
+    def unembed(self, an: Analysis, k: Constants, w_u: np.ndarray, layout: Layout) -> None:
+        """``bclose[r]:c`` -> ``C_r`` on c (as induction's ``copy[r]``)."""
+        vocab = an.spec.vocab.tokens
+        for _, c in _spec_rule(an, self.rule).pairs:
+            w_u[layout.index(Direction(f"bclose[{self.rule}]", vocab[c])), c] = k.boost[self.rule]
+
+
+def bracket_head(c: BracketHead, an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
+    """Attend from a cue at depth ``d_t >= 1`` to its top opener; to BOS otherwise.
+
+    Score (``[P]`` the indicator; ``i`` a key position): ``beta [opener i][d_i = d_t]
+    (via sum_k bq:k bk:k) + gamma i [opener i] (via bkp) + S_bos [i = 0]``, where at a
+    cue ``S_bos = G (1 - bopen) + K sum_g fire:g`` and elsewhere ``S_bos = G + K sum_g
+    fire:g`` (``bq`` is 0 off a cue, so no opener matches there). With ``L = L_b``:
+    ``gamma = L``, ``beta = G = L (n + 1)``, ``K = beta + gamma n + L``.
+
+    * cue, ``d_t >= 1``, no gate: the top ``i0`` scores ``beta + gamma i0 >= beta``;
+      an earlier opener at the same depth trails by ``gamma (i0 - i) >= L``; an opener at
+      another depth scores ``<= gamma n = beta - L``; BOS and other tokens score 0.
+    * cue, ``d_t = 0``, or not a cue: no opener matches (``<= gamma n``), BOS scores
+      ``G = gamma n + L``; other tokens 0.
+    * a gate (a non-deterministic higher rule that can fire here) fires: BOS ``>= K``,
+      every other key ``<= beta + gamma n = K - L``.
+
+    So the weight off the intended key is at most ``n e^-L``, and ``L_b = (M + ln n + ln
+    C_max) / (1 - rho)`` leaves ``e^-M / C_max`` after float rounding takes its share
+    ``rho L_b`` of every margin (:func:`rounding`). OV writes a one-hot (norm 1) read with
+    ``C_r <= C_max``: each logit is off by at most ``e^-M``, one of the leak terms of
+    :func:`~craft.compiler.constants.derive`.
+    """
+    _refuse(c.rule, tensor)
+    rule = _spec_rule(an, c.rule)
+    d, n, s = _dirs(c.rule), an.spec.max_len, k.scores
+    vocab = an.spec.vocab.tokens
+    qk = [({_bq(c.rule, j): s[MATCH]}, {_bk(c.rule, j): 1.0}) for j in range(1, n + 1)]
+    qk.append(({ONE: s[RECENCY]}, {d["kpos"]: 1.0}))
+    bos = {ONE: s[BOS_SCORE], d["open"]: -s[BOS_SCORE]}  # bopen is 0 off a cue
+    bos.update({Direction("fire", g): s[GATE] for g in c.gates})
+    qk.append((bos, {BOS_DIR: 1.0}))
+    ov = [
+        ({tok(o, an): 1.0}, {Direction(f"bclose[{c.rule}]", vocab[cl]): 1.0})
+        for o, cl in rule.pairs
+    ]
+    return HeadCircuit(c.name, qk, ov)
+
+
+def _refuse(rule: str, tensor: bool) -> None:
+    if tensor:
+        raise CraftError(
+            f"the tensor family cannot build bracket rule {rule}: it needs a normalised "
+            "average (the depth), a minimum and the latest match, which softmax attention "
+            "gives and a polynomial network does not",
+            where=f"rule {rule}",
+            fix="use --family standard",
+        )
+
+
+class BracketKind(RuleKind):
+    name = "bracket"
+    rule = Bracket
+
+    def read(self, rule: Bracket) -> Reading:
+        """Cue ``cue``, no anchor, no window: it reads the whole prefix."""
+        return Reading(rule.cue, None, None, None)
+
+    def max_count(self, r: RuleInfo, max_len: int) -> float:
+        return 1.0
+
+    def holds(self, r: RuleInfo, ctx: list[int]) -> bool:
+        return bool(r.rule.stack(ctx))
+
+    def rule_components(self, r: RuleInfo, an: Analysis) -> list[Component]:
+        gates = tuple(g.name for g in an.gates(r))
+        return [
+            named(BracketCount(r.name), f"bracket-count:{r.name}"),
+            named(BracketDepth(r.name), f"bracket-depth:{r.name}"),
+            named(BracketMin(r.name), f"bracket-min:{r.name}"),
+            named(BracketCode(r.name), f"bracket-code:{r.name}"),
+            named(BracketHead(r.name, gates), f"bracket:{r.name}"),
+        ]
+
+    def scores(self, family: str, margin: float, n: int, c_max: float) -> dict[str, float]:
+        """``L_b = (M + ln n + ln C_max) / (1 - rho)``; ``gamma = L_b``, ``beta = G = L_b
+        n``, ``K = beta + gamma (n - 1) + L_b`` (here ``n = max_len + 1``), ``beta' = M +
+        ln(2 n^2)`` (:func:`bracket_head`, :class:`BracketMin`)."""
+        if family != "standard":
+            return dict.fromkeys((MARGIN_L, MATCH, RECENCY, BOS_SCORE, GATE, MIN_SCORE), 0.0)
+        max_len = n - 1
+        dtype = "float32" if max_len <= FLOAT32_LIMIT else "float64"
+        big = (margin + math.log(n) + math.log(c_max)) / (1 - rounding(max_len, dtype))
+        match = big * n
+        return {
+            MARGIN_L: big,
+            MATCH: match,
+            RECENCY: big,
+            BOS_SCORE: match,
+            GATE: match + big * max_len + big,
+            MIN_SCORE: margin + math.log(2 * n * n),
+        }
+
+    def float32_limit(self) -> int | None:
+        return FLOAT32_LIMIT
+
+    def conditions(self, r: RuleInfo, an: Analysis) -> list[Condition]:
+        """Every family: no closer of the wrong type meets a non-empty stack before a cue
+        (``brackets-match``); the model counts such a closer as a pop."""
+        return [Condition("brackets-match", (r.name,))]
+
+    def group(self, rule) -> str:
+        return "bracket"
+
+
+BRACKET = BracketKind()
