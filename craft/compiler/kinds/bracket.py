@@ -18,14 +18,13 @@ closer of the top opener. Standard family only, three layers, five components pe
    ``bmin[r] = min(0, min_{s <= t} h_s)``. ``d_t = h_t - bmin`` is the depth of a stack
    that ignores a closer on an empty stack (a reflected walk): exactly the spec's depth
    while no closer of the wrong type meets a non-empty stack (the stated condition).
-4. ``bracket-code`` (layer 1 MLP): one-hot depth codes from ``d = bh - bmin``, with
+4. ``bracket-code`` (layer 1 MLP): the one-hot depth from ``d = bh - bmin``, with
    snapping steps ``step_k = relu(S (d - k + 1/2) + gate) - relu(S (d - k + 1/2) - 1 +
-   gate)`` (``S = 4``): exactly 0 below ``k - 1/4`` and 1 above ``k - 1/4`` (``d`` is an
-   integer up to float error ``< 1/4``), and 0 wherever ``gate = B (sel - 1)`` is off.
-   At a cue (``sel = [x_t in cue]``): ``bq[r]:k = step_k - step_{k+1} = [d_t = k]`` and
-   ``bopen[r] = step_1 = [d_t >= 1]``. At an opener (``sel = [x_t is an opener]``):
-   ``bk[r]:k = [d_t = k]`` (its depth after the push) and ``bkp[r] = t`` (one unit
-   ``relu(sum_t t pos:t + B' (sel - 1))``).
+   gate)`` (``S = 4``): exactly 0 below ``k - 1/2`` and 1 from ``k - 1/4`` on (``d`` is an
+   integer up to float error ``< 1/4``), and 0 wherever ``gate = B (sel - 1)`` is off,
+   ``sel = [x_t is a cue or an opener]``. There ``bd[r]:k = step_k - step_{k+1} = [d_t =
+   k]`` (an opener's depth counts itself) and ``bopen[r] = step_1 = [d_t >= 1]``; at an
+   opener one more unit writes its position, ``bkp[r] = t``.
 5. ``bracket`` (layer 2 attention): from a cue at ``t`` to the top opener, which is the
    latest opener ``i <= t`` with ``d_i = d_t`` (after it the depth never falls below
    ``d_t``, or it would have been popped; an earlier opener at that depth was popped
@@ -57,12 +56,13 @@ from specs.model import Bracket
 if TYPE_CHECKING:
     from craft.compiler.constants import Constants
 
-MARGIN_L, MATCH, RECENCY, BOS_SCORE, GATE, MIN_SCORE = (
+MARGIN_L, MATCH, RECENCY, BOS_SCORE, EMPTY, GATE, MIN_SCORE = (
     "bracket margin L_b",
     "bracket depth match beta",
     "bracket recency gamma",
-    "bracket BOS G",
-    "bracket gate K",
+    "bracket BOS K1",
+    "bracket empty K_e",
+    "bracket gate K_g",
     "bracket min beta'",
 )
 SNAP = 4.0  # S: the slope of the snapping steps
@@ -77,7 +77,7 @@ def rounding(max_len: int, dtype: str) -> float:
 
     Every depth code coordinate is a sum of four unit outputs whose pre-activations are at
     most ``S (n + 1)``, so it is off by at most ``8 u S (n + 1)`` (``u`` the unit
-    roundoff); a score ``beta sum_k bq:k bk:k`` with ``beta = L_b (n + 1)`` is then off by
+    roundoff); a score ``beta sum_k bd:k(t) bd:k(i)`` with ``beta = L_b (n + 1)`` is then off by
     at most ``16 u S (n + 1)^2 L_b``, and a margin (two scores) by twice that.
     """
     u = 2.0**-24 if dtype == "float32" else 2.0**-53
@@ -94,12 +94,8 @@ def _dirs(rule: str) -> dict[str, Direction]:
     }
 
 
-def _bq(rule: str, k: int) -> Direction:
-    return Direction(f"bq[{rule}]", k)
-
-
-def _bk(rule: str, k: int) -> Direction:
-    return Direction(f"bk[{rule}]", k)
+def _bd(rule: str, k: int) -> Direction:
+    return Direction(f"bd[{rule}]", k)
 
 
 def _spec_rule(an: Analysis, name: str) -> Bracket:
@@ -206,7 +202,8 @@ class BracketMin(Component):
 
 @dataclass(frozen=True)
 class BracketCode(Component):
-    """MLP: one-hot depth codes at cues (``bq``, ``bopen``) and openers (``bk``, ``bkp``)."""
+    """MLP: the one-hot depth ``bd[r]:*`` and ``bopen[r]`` at cues and openers, and the
+    position ``bkp[r]`` of each opener."""
 
     kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_CODE
     rule: str
@@ -222,44 +219,40 @@ class BracketCode(Component):
 
     def writes(self, an: Analysis) -> set[Direction]:
         d = _dirs(self.rule)
-        return {d["open"], d["kpos"], Direction(f"bq[{self.rule}]"), Direction(f"bk[{self.rule}]")}
+        return {d["open"], d["kpos"], Direction(f"bd[{self.rule}]")}
 
     def residual(self, an: Analysis) -> tuple[Direction, ...]:
         d, n = _dirs(self.rule), an.spec.max_len
-        qs = tuple(_bq(self.rule, k) for k in range(1, n + 1))
-        ks = tuple(_bk(self.rule, k) for k in range(1, n + 1))
-        return (d["open"], *qs, d["kpos"], *ks)
+        return (d["open"], d["kpos"], *(_bd(self.rule, k) for k in range(1, n + 1)))
 
     def circuits(self, an: Analysis, k: Constants, tensor: bool) -> list[UnitCircuit]:
+        """The steps of :func:`_steps` gated by ``[x_t is a cue or an opener]`` (the two
+        sets are disjoint, so the indicator is a sum of ``tok`` coordinates), and
+        ``relu(sum_t t pos:t + B' ([x_t is an opener] - 1))`` with ``B' = n + 1``."""
         rule = _spec_rule(an, self.rule)
-        r = an.info(self.rule)
-        cue = {tok(v, an): 1.0 for v in sorted(r.cue)}
         openers = {tok(o, an): 1.0 for o, _ in rule.pairs}
-        units = _steps(self, an, cue, _bq, extra={1: _dirs(self.rule)["open"]})
-        units += _steps(self, an, openers, _bk)
+        sel = {**{tok(v, an): 1.0 for v in sorted(an.info(self.rule).cue)}, **openers}
+        units = _steps(self, an, sel)
         big = an.spec.max_len + 1.0
         where = {Direction("pos", t): float(t) for t in range(1, an.spec.max_len + 1)}
         inp = {**where, **{d: big for d in openers}, ONE: -big}
         return [*units, UnitCircuit(f"{self.name}:kpos", inp, {_dirs(self.rule)["kpos"]: 1.0})]
 
 
-def _steps(c: BracketCode, an: Analysis, sel: dict, code, extra=None) -> list[UnitCircuit]:
+def _steps(c: BracketCode, an: Analysis, sel: dict) -> list[UnitCircuit]:
     """The snapping steps ``step_k`` (k = 1..n) of ``d = bh - bmin``, gated by ``sel``
-    (module docstring, item 4), each writing ``+code(k)`` and ``-code(k-1)``: the
-    one-hot ``[d = k]``; ``extra[k]`` also receives ``step_k``."""
+    (module docstring, item 4); step ``k`` writes ``+bd:k`` and ``-bd:(k-1)``, so ``bd``
+    is the one-hot ``[d = k]``, and step 1 also writes ``bopen``."""
     d, n = _dirs(c.rule), an.spec.max_len
     gate = SNAP * (n + 1) + 2.0  # > every |S (d - k + 1/2)| + 1: an off gate zeroes both
     units = []
     for k in range(1, n + 1):
-        out = {code(c.rule, k): 1.0}
-        if k > 1:
-            out[code(c.rule, k - 1)] = -1.0
-        if extra and k in extra:
-            out[extra[k]] = 1.0
+        out = {_bd(c.rule, k): 1.0}
+        out[_bd(c.rule, k - 1) if k > 1 else d["open"]] = -1.0 if k > 1 else 1.0
         for shift in (0.0, -1.0):
             inp = {d["h"]: SNAP, d["min"]: -SNAP, ONE: SNAP * (0.5 - k) + shift - gate}
             inp.update({x: gate for x in sel})
-            units.append(UnitCircuit(f"{c.name}:{code(c.rule, k)}:{shift:+.0f}", inp, out))
+            units.append(UnitCircuit(f"{c.name}:{k}:{shift:+.0f}", inp, out))
             out = {x: -w for x, w in out.items()}
     return units
 
@@ -280,8 +273,7 @@ class BracketHead(Component):
     def reads(self, an: Analysis) -> set[Direction]:
         d = _dirs(self.rule)
         gates = {Direction("fire", g) for g in self.gates}
-        code = {Direction(f"bq[{self.rule}]"), Direction(f"bk[{self.rule}]")}
-        return {d["open"], d["kpos"], *code, *gates}
+        return {d["open"], d["kpos"], Direction(f"bd[{self.rule}]"), *gates}
 
     def writes(self, an: Analysis) -> set[Direction]:
         return {Direction(f"bclose[{self.rule}]", None)}
@@ -304,19 +296,25 @@ class BracketHead(Component):
 def bracket_head(c: BracketHead, an: Analysis, k: Constants, tensor: bool) -> HeadCircuit:
     """Attend from a cue at depth ``d_t >= 1`` to its top opener; to BOS otherwise.
 
-    Score (``[P]`` the indicator; ``i`` a key position): ``beta [opener i][d_i = d_t]
-    (via sum_k bq:k bk:k) + gamma i [opener i] (via bkp) + S_bos [i = 0]``, where at a
-    cue ``S_bos = G (1 - bopen) + K sum_g fire:g`` and elsewhere ``S_bos = G + K sum_g
-    fire:g`` (``bq`` is 0 off a cue, so no opener matches there). With ``L = L_b``:
-    ``gamma = L``, ``beta = G = L (n + 1)``, ``K = beta + gamma n + L``.
+    Score at key ``i`` (``[P]`` the indicator): ``beta sum_k bd:k(t) bd:k(i) + gamma
+    bkp(i) + S_bos [i = 0]``. ``bd`` is the one-hot depth at cues and openers (0
+    elsewhere) and ``bkp(i) = i`` at openers, so an opener scores ``beta [d_i = d_t] +
+    gamma i`` from a cue or an opener ``t``, and ``gamma i`` from anywhere else; other
+    keys score 0. ``S_bos = K1 - K_e bopen`` off a cue, ``K_e (1 - bopen)`` at a cue
+    (``bopen = [d >= 1]`` at cues and openers), plus ``K_g`` per firing gate. With ``L =
+    L_b`` and ``N = max_len``: ``gamma = L``, ``beta = K_e = L (N + 1)``, ``K1 = 3 L (N +
+    1)``, ``K_g = 2 L (N + 1)``. In every case the intended key leads every other by at
+    least ``L``:
 
-    * cue, ``d_t >= 1``, no gate: the top ``i0`` scores ``beta + gamma i0 >= beta``;
-      an earlier opener at the same depth trails by ``gamma (i0 - i) >= L``; an opener at
-      another depth scores ``<= gamma n = beta - L``; BOS and other tokens score 0.
-    * cue, ``d_t = 0``, or not a cue: no opener matches (``<= gamma n``), BOS scores
-      ``G = gamma n + L``; other tokens 0.
-    * a gate (a non-deterministic higher rule that can fire here) fires: BOS ``>= K``,
-      every other key ``<= beta + gamma n = K - L``.
+    * cue, ``d_t >= 1``, no gate: the top ``i0`` scores ``beta + gamma i0``; an earlier
+      opener at the same depth trails by ``gamma (i0 - i) >= L``; an opener at another
+      depth scores ``<= gamma N = beta - L``; BOS and other keys 0.
+    * cue, ``d_t = 0``: no opener matches (``<= gamma N``); BOS scores ``K_e = gamma N +
+      L``.
+    * an opener ``t`` (not a cue): openers score ``<= beta + gamma N``; BOS ``K1 - K_e =
+      beta + gamma N + L``. Any other non-cue: openers ``<= gamma N``, BOS ``K1``.
+    * a gate (a non-deterministic higher rule that can fire here) fires at a cue: BOS
+      ``>= K_g = beta + gamma N + L``.
 
     So the weight off the intended key is at most ``n e^-L``, and ``L_b = (M + ln n + ln
     C_max) / (1 - rho)`` leaves ``e^-M / C_max`` after float rounding takes its share
@@ -328,9 +326,10 @@ def bracket_head(c: BracketHead, an: Analysis, k: Constants, tensor: bool) -> He
     rule = _spec_rule(an, c.rule)
     d, n, s = _dirs(c.rule), an.spec.max_len, k.scores
     vocab = an.spec.vocab.tokens
-    qk = [({_bq(c.rule, j): s[MATCH]}, {_bk(c.rule, j): 1.0}) for j in range(1, n + 1)]
+    qk = [({_bd(c.rule, j): s[MATCH]}, {_bd(c.rule, j): 1.0}) for j in range(1, n + 1)]
     qk.append(({ONE: s[RECENCY]}, {d["kpos"]: 1.0}))
-    bos = {ONE: s[BOS_SCORE], d["open"]: -s[BOS_SCORE]}  # bopen is 0 off a cue
+    bos = {ONE: s[BOS_SCORE], d["open"]: -s[EMPTY]}
+    bos.update({tok(v, an): s[EMPTY] - s[BOS_SCORE] for v in sorted(an.info(c.rule).cue)})
     bos.update({Direction("fire", g): s[GATE] for g in c.gates})
     qk.append((bos, {BOS_DIR: 1.0}))
     ov = [
@@ -376,23 +375,17 @@ class BracketKind(RuleKind):
         ]
 
     def scores(self, family: str, margin: float, n: int, c_max: float) -> dict[str, float]:
-        """``L_b = (M + ln n + ln C_max) / (1 - rho)``; ``gamma = L_b``, ``beta = G = L_b
-        n``, ``K = beta + gamma (n - 1) + L_b`` (here ``n = max_len + 1``), ``beta' = M +
+        """``L_b = (M + ln n + ln C_max) / (1 - rho)``; ``gamma = L_b``, ``beta = K_e = L_b
+        n``, ``K1 = 3 L_b n``, ``K_g = 2 L_b n`` (here ``n = max_len + 1``), ``beta' = M +
         ln(2 n^2)`` (:func:`bracket_head`, :class:`BracketMin`)."""
+        labels = (MARGIN_L, MATCH, RECENCY, BOS_SCORE, EMPTY, GATE, MIN_SCORE)
         if family != "standard":
-            return dict.fromkeys((MARGIN_L, MATCH, RECENCY, BOS_SCORE, GATE, MIN_SCORE), 0.0)
+            return dict.fromkeys(labels, 0.0)
         max_len = n - 1
         dtype = "float32" if max_len <= FLOAT32_LIMIT else "float64"
         big = (margin + math.log(n) + math.log(c_max)) / (1 - rounding(max_len, dtype))
-        match = big * n
-        return {
-            MARGIN_L: big,
-            MATCH: match,
-            RECENCY: big,
-            BOS_SCORE: match,
-            GATE: match + big * max_len + big,
-            MIN_SCORE: margin + math.log(2 * n * n),
-        }
+        values = (big, big * n, big, 3 * big * n, big * n, 2 * big * n)
+        return dict(zip(labels, (*values, margin + math.log(2 * n * n)), strict=True))
 
     def float32_limit(self) -> int | None:
         return FLOAT32_LIMIT
