@@ -24,11 +24,6 @@ from specs.yamlio import parse_text
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 LIBRARY: list[str] = sorted(p.stem for p in LIBRARY_DIR.glob("*.yaml"))
-PENDING_DIR = LIBRARY_DIR / "pending"
-"""Library specs whose rule kinds the compiler does not support yet: ``specs`` loads,
-samples and checks them, but they are not in :data:`LIBRARY` (which ``craft`` and
-``verify`` compile and test in full); load them with ``load_spec(PENDING_DIR / ...)``."""
-PENDING: list[str] = sorted(p.stem for p in PENDING_DIR.glob("*.yaml"))
 
 
 def parse_spec(data: str | dict[str, Any], source: str = "<string>") -> Spec:

@@ -197,6 +197,37 @@ PREVIOUS_TOKEN_CASES = [
     _case(_PREV, "% &", "uniform", _UNIFORM17),
 ]
 
+_BRK = "toy_language_brackets"
+_BRACKET_ROW = _each(NOUN, "0.40") | _each(PLACE, "0.20") | _each(ADJ, "0.20") | _each(FUNC, "0.20")
+_DEPTH8 = ("(", "[") * 4  # eight openers, innermost "["
+BRACKET_CASES = [
+    _case(_BRK, "", "start", _START),
+    _case(_BRK, "the alice", "the-alice", {"runs": "1"}),
+    _case(_BRK, "alice ( bob .", "close-bracket", {")": "1"}),
+    _case(_BRK, "alice ( bob [ carol ,", "close-bracket", {"]": "1"}),  # innermost first
+    _case(_BRK, "alice ( bob [ carol ] dave .", "close-bracket", {")": "1"}),  # inner closed
+    _case(_BRK, "alice ( bob [ carol ) dave .", "close-bracket", {"]": "1"}),  # ")" ignored
+    _case(_BRK, "( ) ) ] . ( ,", "close-bracket", {")": "1"}),  # unmatched on empty, reopened
+    _case(_BRK, (*_DEPTH8, "alice", "."), "close-bracket", {"]": "1"}),  # depth 8
+    _case(_BRK, (*_DEPTH8, "(", "alice", ","), "close-bracket", {")": "1"}),  # depth 9
+    _case(_BRK, (*_DEPTH8, "]", ")", "]", "alice", "."), "close-bracket", {")": "1"}),  # 5
+    _case(_BRK, "alice ) bob .", "fallback", _PUNCT_ROW),  # a closer on an empty stack
+    _case(_BRK, "alice ( bob ) carol .", "fallback", _PUNCT_ROW),  # closed: no fire
+    _case(_BRK, "alice ( bob", "noun-bigrams", _ROW_BOB),  # not a cue
+    _case(_BRK, "alice (", "fallback", _BRACKET_ROW),
+    _case(_BRK, "alice ( bob alice", "noun-induction", {"(": "1"}),
+]
+_SEEN = {c.rule for c in BRACKET_CASES}
+for _c in _TOY_CASES:  # one case of every other rule: the toy language's, unchanged
+    if _c.rule not in _SEEN and _c.rule != "fallback":
+        BRACKET_CASES.append(GoldenCase(_BRK, _c.context, _c.rule, _c.expected))
+        _SEEN.add(_c.rule)
+
 GOLDEN: list[GoldenCase] = (
-    _TOY_CASES + _BIGRAM_CASES + _SKIP_CASES + _INDUCTION_CASES + PREVIOUS_TOKEN_CASES
+    _TOY_CASES
+    + _BIGRAM_CASES
+    + _SKIP_CASES
+    + _INDUCTION_CASES
+    + PREVIOUS_TOKEN_CASES
+    + BRACKET_CASES
 )

@@ -235,6 +235,11 @@ def test_diff_compares_every_compact_component():
         ComponentKind.COPY,  # no compact construction (refused)
         ComponentKind.POSITION_SHARE,  # position-free models only
         ComponentKind.POSITION_CODE,
+        ComponentKind.BRACKET_COUNT,  # bracket rules: no compact construction (refused)
+        ComponentKind.BRACKET_DEPTH,
+        ComponentKind.BRACKET_MIN,
+        ComponentKind.BRACKET_CODE,
+        ComponentKind.BRACKET,
     }
 
 

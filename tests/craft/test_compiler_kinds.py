@@ -73,14 +73,14 @@ def test_an_unknown_rule_class_is_a_one_line_refusal():
         kind_of(Strange())
 
 
-def test_a_bracket_spec_is_refused_in_one_line_through_the_cli(tmp_path, capsys):
+def test_a_tensor_bracket_model_is_refused_in_one_line_through_the_cli(tmp_path, capsys):
     from craft.cli import main
 
     out = tmp_path / "m.safetensors"
-    spec = str(specs.load.PENDING_DIR / "toy_language_brackets.yaml")
-    assert main(["compile", spec, "-o", str(out)]) == 2
+    spec = str(specs.library_path("toy_language_brackets"))
+    assert main(["compile", spec, "-o", str(out), "--family", "tensor"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no construction for Bracket rules" in err
+    assert err.count("\n") == 1 and "cannot build bracket rule close-bracket" in err
     assert not out.exists()
 
 

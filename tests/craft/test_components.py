@@ -17,7 +17,13 @@ from craft.models.components import LEGACY_KINDS
 from craft.models.layout import Direction
 from specs.errors import CraftError
 
-MLP_KINDS = {ComponentKind.TRIGRAM_AND, ComponentKind.READOUT, ComponentKind.POSITION_CODE}
+MLP_KINDS = {
+    ComponentKind.TRIGRAM_AND,
+    ComponentKind.READOUT,
+    ComponentKind.POSITION_CODE,
+    ComponentKind.BRACKET_DEPTH,
+    ComponentKind.BRACKET_CODE,
+}
 
 
 @functools.cache

@@ -210,14 +210,12 @@ def test_train_positions_none_has_no_position_table(tmp_path, capsys):
     assert model.cfg.positions == "none" and "pos_embed.W_pos" not in model.state_dict()
 
 
-def test_train_runs_on_a_spec_the_compiler_cannot_build(tmp_path):
-    """Training needs only the spec: a bracket rule (no construction yet) trains, and its
-    loss curve groups the rule under its YAML key."""
+def test_train_runs_on_the_bracket_spec(tmp_path):
+    """A bracket rule trains, and its loss curve groups it under its YAML key."""
     from craft.cli import main
     from craft.train.plot import rule_groups
-    from specs.load import PENDING_DIR
 
-    spec_path = PENDING_DIR / "toy_language_brackets.yaml"
+    spec_path = specs.library_path("toy_language_brackets")
     out = tmp_path / "b.safetensors"
     argv = ["train", str(spec_path), "-o", str(out), "--steps", "3", "--batch", "4"]
     argv += ["--d-model", "16", "--heads", "2", "--no-progress", "--device", "cpu"]

@@ -1,10 +1,10 @@
-"""The golden table of the rule kinds the compiler does not support yet (bracket, copy).
+"""More golden cases of the bracket and copy kinds, for the ground truth (specs only).
 
-Specs only: ``tests/golden.py`` is read by the compiler, model and verifier tests,
-which cannot run these kinds yet (issue 14), so the hand-worked cases of the pending
-library specs (``specs/library/pending/``) live here, in the same :class:`GoldenCase`
-form. Worked from the semantics in ``specs/README.md``: the bracket stack (openers push,
-the top's closer pops, other closers are ignored), and copy of ``x[t - offset]``.
+``tests/golden.py`` holds every library rule's cases at every level; these add the
+stack's corner cases (crossed, unmatched, deep) and copy's edges, in the same
+:class:`GoldenCase` form. Worked from the semantics in ``specs/README.md``: the
+bracket stack (openers push, the top's closer pops, other closers are ignored), and copy
+of ``x[t - offset]``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.golden import (
     _each,
 )
 
-PENDING_CASE_SPECS = ("previous_token", "toy_language_brackets")
+NEW_CASE_SPECS = ("previous_token", "toy_language_brackets")
 
 _SYMBOLS = "# $ % & + = ~ ^ < > | ! ; : / @"
 _UNIFORM17 = _each(f"{_SYMBOLS} ?", "1")

@@ -34,7 +34,8 @@ def test_golden_has_three_cases_per_rule_kind() -> None:
         rule_id = specs.rule_index(spec, case.rule)
         kind = "start" if rule_id == spec.start_rule_id else type(spec.rules[rule_id]).__name__
         kinds[kind] = kinds.get(kind, 0) + 1
-    assert set(kinds) == {"start", "Bigram", "Trigram", "SkipBigram", "Induction", "Copy"}
+    every = {"start", "Bigram", "Trigram", "SkipBigram", "Induction", "Copy", "Bracket"}
+    assert set(kinds) == every
     assert min(kinds.values()) >= 3, kinds
 
 

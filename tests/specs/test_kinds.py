@@ -17,20 +17,12 @@ import specs
 from specs import CraftError, CraftWarning, parse_spec, spec_to_data
 from specs.canonical import canonical_size
 from specs.kinds import KEYS, KINDS, by_key, kind_of
-from specs.load import PENDING, PENDING_DIR
 from specs.yamlio import parse_text
 from tests.golden import GoldenCase
-from tests.specs.golden_kinds import GOLDEN_KINDS, PENDING_CASE_SPECS
+from tests.specs.golden_kinds import GOLDEN_KINDS, NEW_CASE_SPECS
 
-NEW_KIND_SPECS = ("previous_token", "toy_language_brackets")  # library and pending
-
-
-def _load_new(name: str):
-    path = PENDING_DIR / f"{name}.yaml"
-    return specs.load_spec(path if path.exists() else specs.library_path(name))
-
-
-PENDING_SPECS = {name: _load_new(name) for name in NEW_KIND_SPECS}
+NEW_KIND_SPECS = ("previous_token", "toy_language_brackets")
+NEW_SPECS = {name: specs.load_library(name) for name in NEW_KIND_SPECS}
 
 
 # ---- golden cases ------------------------------------------------------------------
@@ -38,7 +30,7 @@ PENDING_SPECS = {name: _load_new(name) for name in NEW_KIND_SPECS}
 
 @pytest.mark.parametrize("case", GOLDEN_KINDS, ids=[case.id for case in GOLDEN_KINDS])
 def test_golden_kind_case(case: GoldenCase) -> None:
-    spec = PENDING_SPECS[case.spec]
+    spec = NEW_SPECS[case.spec]
     assert sum(Fraction(p) for p in case.expected.values()) == 1, "the case itself is wrong"
     context = specs.encode(spec, case.context)
     dist, rule_id = specs.next_dist_exact(spec, context)
@@ -49,36 +41,36 @@ def test_golden_kind_case(case: GoldenCase) -> None:
     assert rule_ids[0, -1] == rule_id
 
 
-def test_golden_kinds_cover_the_new_kinds_of_every_pending_spec() -> None:
+def test_golden_kinds_cover_the_new_kinds_of_every_new_kind_spec() -> None:
     assert (
-        sorted(PENDING_SPECS)
-        == sorted(PENDING_CASE_SPECS)
+        sorted(NEW_SPECS)
+        == sorted(NEW_CASE_SPECS)
         == ["previous_token", "toy_language_brackets"]
     )
     counts = {"bracket": 0, "copy": 0}
     for case in GOLDEN_KINDS:
-        spec = PENDING_SPECS[case.spec]
+        spec = NEW_SPECS[case.spec]
         rule_id = specs.rule_index(spec, case.rule)
         if rule_id < spec.start_rule_id and kind_of(spec.rules[rule_id]).key in counts:
             counts[kind_of(spec.rules[rule_id]).key] += 1
-    for name, spec in PENDING_SPECS.items():
+    for name, spec in NEW_SPECS.items():
         covered = {case.rule for case in GOLDEN_KINDS if case.spec == name}
         new = {r.name for r in spec.rules if kind_of(r).key in counts}
         assert new and new <= covered and "start" in covered, name
     assert min(counts.values()) >= 3, counts
 
 
-def test_pending_specs_load_without_warnings_and_stay_out_of_the_library() -> None:
-    assert not set(PENDING) & set(specs.LIBRARY)
+def test_the_new_kinds_specs_load_without_warnings_into_the_library() -> None:
+    assert set(NEW_KIND_SPECS) <= set(specs.LIBRARY)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for name in NEW_KIND_SPECS:
-            _load_new(name)
-    toy = PENDING_SPECS["toy_language_brackets"]
+            specs.load_library(name)
+    toy = NEW_SPECS["toy_language_brackets"]
     assert len(toy.vocab) == 54 and toy.vocab.categories[-1] == ("BRACKET", ("(", ")", "[", "]"))
     base = specs.load_library("toy_language")
     assert toy.vocab.categories[:-1] == base.vocab.categories
-    prev = PENDING_SPECS["previous_token"]
+    prev = NEW_SPECS["previous_token"]
     assert len(prev.vocab) == 17 and prev.max_len == 32
 
 
@@ -245,7 +237,7 @@ def test_base_spec_and_readme_error_lines() -> None:
 
 @pytest.mark.parametrize("name", NEW_KIND_SPECS)
 def test_pending_canonical_form_round_trips_and_is_measured(name: str) -> None:
-    spec = PENDING_SPECS[name]
+    spec = NEW_SPECS[name]
     again = parse_spec(json.loads(specs.canonical_json(spec)), spec.source)
     assert again == spec and spec_to_data(again) == spec_to_data(spec)
     whole = json.dumps(spec_to_data(spec), separators=(",", ":"), ensure_ascii=False)

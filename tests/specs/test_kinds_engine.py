@@ -1,9 +1,9 @@
 """Engine against oracle with every rule kind (bracket and copy included), the sampler's
-statistics on the pending specs, their targeted and near-miss contexts, and fuzzing."""
+statistics on the specs of the newest kinds, their targeted and near-miss contexts (the
+library fuzz test, tests/specs/test_spec_fuzz.py, mutates them with the rest)."""
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any
 
@@ -15,21 +15,11 @@ from hypothesis import strategies as st
 import specs
 from specs import CraftWarning, nearmiss, sample, truth
 from specs.kinds import kind_of
-from specs.load import PENDING, PENDING_DIR
 from specs.sample import sample_bytes
-from specs.yamlio import parse_text
-from tests.specs.test_spec_fuzz import FUZZ, _check, _mutate, _slots
 from tests.specs.test_spec_sample import _reference_sample
 
-NEW_KIND_SPECS = ("previous_token", "toy_language_brackets")  # library and pending
-
-
-def _load_new(name: str):
-    path = PENDING_DIR / f"{name}.yaml"
-    return specs.load_spec(path if path.exists() else specs.library_path(name))
-
-
-PENDING_SPECS = {name: _load_new(name) for name in NEW_KIND_SPECS}
+NEW_KIND_SPECS = ("previous_token", "toy_language_brackets")
+NEW_SPECS = {name: specs.load_library(name) for name in NEW_KIND_SPECS}
 PROPERTY = settings(
     derandomize=True,
     database=None,
@@ -144,7 +134,7 @@ def test_sample_equals_reference_with_every_kind(spec: specs.Spec, seed: int) ->
 def test_pending_truth_equals_oracle_on_planted_boundaries(name: str) -> None:
     """Deep, crossed and unmatched brackets, copies at every offset edge, planted at
     random positions of full-length sequences: the engine agrees everywhere."""
-    spec, rng = PENDING_SPECS[name], np.random.default_rng(11)
+    spec, rng = NEW_SPECS[name], np.random.default_rng(11)
     planted, _ = nearmiss.planted(spec, rng, 12, lambda r: nearmiss.boundary_endings(spec, r))
     tokens = np.concatenate([np.full((12, 1), len(spec.vocab)), planted], axis=1)
     _assert_truth_is_oracle(spec, tokens[:, : 1 + min(spec.max_len, 48)])
@@ -154,7 +144,7 @@ def test_pending_truth_equals_oracle_on_planted_boundaries(name: str) -> None:
 def test_pending_sampler_matches_expected_counts(name: str) -> None:
     """Per rule, each next token's count is within 5 sigma of the summed exact
     probabilities; deterministic rules (bracket, copy) give exactly their token."""
-    spec = PENDING_SPECS[name]
+    spec = NEW_SPECS[name]
     tokens, rule_ids = sample(spec, 2048, min(spec.max_len, 64), seed=3)
     probs, truth_ids = truth(spec, tokens)
     assert np.array_equal(truth_ids[:, :-1], rule_ids)
@@ -172,7 +162,7 @@ def test_pending_sampler_matches_expected_counts(name: str) -> None:
 
 
 def test_sample_bytes_counts_the_bracket_stacks() -> None:
-    toy = PENDING_SPECS["toy_language_brackets"]
+    toy = NEW_SPECS["toy_language_brackets"]
     bracket = specs.rule_index(toy, "close-bracket")
     without = specs.Spec(
         toy.name, toy.vocab, toy.max_len, toy.start, toy.rules[:bracket] + toy.rules[bracket + 1 :]
@@ -198,7 +188,7 @@ def _stack_facts(spec: specs.Spec, context: tuple[int, ...]) -> tuple[int, int]:
 
 
 def test_bracket_targeted_contexts_are_deep_crossed_and_unmatched() -> None:
-    spec = PENDING_SPECS["toy_language_brackets"]
+    spec = NEW_SPECS["toy_language_brackets"]
     bracket = specs.rule_index(spec, "close-bracket")
     contexts = specs.contexts_for_rule(spec, bracket, np.random.default_rng(2), 120, max_prefix=4)
     facts = [_stack_facts(spec, c) for c in contexts]
@@ -212,7 +202,7 @@ def test_bracket_targeted_contexts_are_deep_crossed_and_unmatched() -> None:
 def test_near_endings_fall_on_both_sides(name: str) -> None:
     """Each new-kind rule's near endings, as whole contexts: some fire it, some do not;
     its overlay makes its condition hold at the end of every other rule's ending."""
-    spec, rng = PENDING_SPECS[name], np.random.default_rng(5)
+    spec, rng = NEW_SPECS[name], np.random.default_rng(5)
     for rule_id, rule in enumerate(spec.rules):
         kind = kind_of(rule)
         if kind.key not in ("bracket", "copy"):
@@ -229,20 +219,3 @@ def test_near_endings_fall_on_both_sides(name: str) -> None:
                 x = (len(spec.vocab), *both)
                 assert kind.exact(rule, x, len(spec.vocab)) is not None
                 assert both[-1] == base[-1]
-
-
-@st.composite
-def mutated_pending(draw: Any) -> dict:
-    base = {n: parse_text((PENDING_DIR / f"{n}.yaml").read_text(), n) for n in PENDING}
-    data = copy.deepcopy(base[draw(st.sampled_from(sorted(base)))])
-    for _ in range(draw(st.integers(1, 3))):
-        if not _slots(data, []):
-            break
-        _mutate(data, draw)
-    return data
-
-
-@settings(FUZZ, max_examples=150)
-@given(mutated_pending())
-def test_mutated_pending_specs_load_or_raise_craft_error(data: dict) -> None:
-    _check(data)

@@ -46,7 +46,7 @@ import numpy as np
 
 from craft.compiler.analysis import Analysis, RuleInfo
 from craft.compiler.conditions import Condition
-from craft.compiler.kinds.base import Band, Component, Reading, RuleKind, named
+from craft.compiler.kinds.base import Component, Reading, RuleKind, named
 from craft.compiler.primitives import HeadCircuit, UnitCircuit, tok
 from craft.models.components import ComponentKind, Sublayer
 from craft.models.layout import BOS_DIR, ONE, Direction, Layout
