@@ -165,7 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "where_exact" in result:
         n = result["where_exact"]["overall"]["n"]
         console.print(
-            f"where the tensor family's conditions hold ({n} of {result['overall']['n']}"
+            f"where the model's stated conditions hold ({n} of {result['overall']['n']}"
             " positions; its bound is claimed there):"
         )
         console.print(eval_table(result["where_exact"], bounds))
@@ -173,10 +173,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             console.print(f"  condition: {condition}", soft_wrap=True)
     exceeded = over_bound(result.get("where_exact", result), bounds)
     if exceeded:
-        note = " (the tensor family's bounds hold only where its conditions hold)"
+        note = " (the bounds hold only where the stated conditions hold)"
         console.print(
             f"max KL above the stated bound for: {', '.join(exceeded)}"
-            + (note if model.cfg.family == "tensor" else "")
+            + (note if model.meta.get("conditions") else "")
         )
     silent = never_fired(result, spec.rule_names())
     if silent:

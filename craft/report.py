@@ -142,8 +142,9 @@ def _print_scope(console: Console, s: dict[str, Any]) -> None:
         console.print(f"the bounds hold on {s['bound_scope']}", style="bold")
     if s.get("float32_limit") is not None:
         console.print(
-            f"float32 limit: max_len {s['float32_limit']} (induction's recency weights grow "
-            f"as 3**max_len; beyond it the model runs in float64)",
+            f"float32 limit: max_len {s['float32_limit']} (the largest at which float32 meets "
+            "the bounds: tensor induction's recency weights grow as 3**max_len, a bracket "
+            "depth code's rounding as max_len**2; beyond it the model runs in float64)",
             soft_wrap=True,
         )
     if s.get("derived_positions"):

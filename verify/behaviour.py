@@ -274,13 +274,13 @@ def aggregate(spec: Spec, metrics: PositionMetrics, where: np.ndarray | None = N
 
 
 def exact_region(model: Transformer, spec: Spec, tokens: np.ndarray) -> np.ndarray | None:
-    """bool [B, T]: positions where a compiled tensor model's stated conditions hold.
+    """bool [B, T]: positions where a compiled model's stated conditions hold.
 
-    None for models with no conditions (the standard family, trained models): their
+    None for models with no conditions (most compiled models, trained models): their
     bound, if any, is claimed everywhere.
     """
     compiler = model.meta.get("compiler") or {}
-    if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
+    if not compiler.get("family") or not model.meta.get("conditions"):
         return None
     an = analyse(spec)
     return condition_mask(stated(an, model.meta), an, tokens)

@@ -385,7 +385,7 @@ def _vacuous(c: Claim, threshold: float) -> Result:
 
 def _region(model: Transformer, spec: Spec):
     compiler = model.meta.get("compiler") or {}
-    if compiler.get("family") != "tensor" or not model.meta.get("conditions"):
+    if not compiler.get("family") or not model.meta.get("conditions"):
         return lambda ctx: True
     an = analyse(spec)
     conds = stated(an, model.meta)

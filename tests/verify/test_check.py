@@ -55,6 +55,41 @@ def test_crafted_models_pass_their_default_claims(name, family):
         assert not r.warnings, r.warnings  # no spurious warning (start: one context)
 
 
+def test_a_crafted_bracket_model_passes_its_default_claims():
+    """The bracket rule's claims (the toy language's own are checked above): it holds,
+    and ablating any of its three heads breaks it."""
+    model, spec = crafted("toy_language_brackets"), spec_of("toy_language_brackets")
+    claims = [c for c in default_claims(model, spec) if "bracket" in c.name]
+    assert [c.name for c in claims] == [
+        "holds:close-bracket",
+        "ablate:bracket-count:close-bracket",
+        "ablate:bracket-min:close-bracket",
+        "ablate:bracket:close-bracket",
+    ]
+    for c in claims:
+        r = check_claim(model, spec, c, examples=40, seed_=1)
+        assert r.passed, r
+        assert not r.warnings, r.warnings
+
+
+def test_planted_wrong_type_closer_at_depth_three_is_found_minimal():
+    """From depth 3 on, the bracket head matches the opener one level below the top: it
+    closes the wrong type exactly when the two innermost openers differ."""
+    model, spec = crafted("toy_language_brackets"), spec_of("toy_language_brackets")
+    layer, h = head_index(model, "bracket:close-bracket")
+    attn, lay = model.blocks[layer].attn, model.layout
+    with torch.no_grad():
+        for k in range(3, spec.max_len + 1):  # query depth k now reads key depth k - 1
+            j = int(attn.W_Q[h][lay.index(Direction("bd[close-bracket]", k))].abs().argmax())
+            attn.W_K[h][:, j] = 0
+            attn.W_K[h][lay.index(Direction("bd[close-bracket]", k - 1)), j] = 1
+    r = check_claim(model, spec, holds("close-bracket"), examples=400)
+    assert not r.passed
+    *openers, cue = r.counterexample
+    assert len(openers) == 3 and set(openers) <= {"(", "["} and cue in {".", ","}
+    assert openers[1] != openers[2]  # the two innermost differ: the wrong type closes
+
+
 def test_planted_short_window_is_found():
     """The skip-bigram head's window ends one token early: (beach ... big) at distance 9."""
     model, spec = crafted(), spec_of("toy_language")

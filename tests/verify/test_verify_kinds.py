@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 import specs
 import specs.kinds
-from specs.load import PENDING_DIR
 from specs.truth import next_dist_exact
 from verify import kinds
 from verify.strategies import contexts
@@ -21,9 +20,8 @@ def test_every_spec_kind_has_a_verifier_module():
 
 
 @functools.cache
-def pending(name: str):
-    path = PENDING_DIR / f"{name}.yaml"
-    return specs.load_spec(path if path.exists() else specs.library_path(name))
+def library(name: str):
+    return specs.load_library(name)
 
 
 def _rule(spec, key: str):
@@ -43,7 +41,7 @@ def _rule(spec, key: str):
 def test_rule_contexts_fire_the_new_kinds(name, key, data):
     """The claim strategy of a copy or bracket rule draws contexts where it fires, and
     the oracle's answer there is the copied token / the innermost open closer."""
-    spec = pending(name)
+    spec = library(name)
     rule = _rule(spec, key)
     ctx = data.draw(contexts(spec, rule=rule.name))
     dist, rid = next_dist_exact(spec, ctx)
@@ -64,8 +62,8 @@ def test_rule_contexts_fire_the_new_kinds(name, key, data):
 
 def test_bracket_and_copy_hooks():
     copy, bracket = (
-        _rule(pending("previous_token"), "copy"),
-        _rule(pending("toy_language_brackets"), "bracket"),
+        _rule(library("previous_token"), "copy"),
+        _rule(library("toy_language_brackets"), "bracket"),
     )
     assert kinds.of(copy).tokens(copy) == copy.cue and not kinds.of(copy).fixed(copy)
     assert {o for o, _ in bracket.pairs} <= kinds.of(bracket).tokens(bracket)
