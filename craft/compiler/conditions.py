@@ -14,11 +14,12 @@ every context where all conditions hold (tests check it there).
   non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
 * ``not-together``: a tensor readout cannot be switched off by a second
   non-deterministic rule in the same layer (that needs a degree-3 product).
-* ``brackets-match`` (every family): a bracket model counts every closer as a pop
-  (:mod:`craft.compiler.kinds.bracket`); exact at a cue when no earlier closer of the
-  wrong type met a non-empty stack (the spec ignores such a closer). Closers on an
-  empty stack are handled; the spec's own sequences meet it whenever closers come only
-  from the bracket rule.
+
+A rule kind may state conditions of its own in every family (its
+:meth:`~craft.compiler.kinds.base.RuleKind.conditions`, e.g. bracket rules'
+``brackets-match``): such a condition names its ``owner`` kind, which describes and
+checks it (:meth:`~craft.compiler.kinds.base.RuleKind.describe_condition`,
+``condition_holds``, ``condition_mask``).
 """
 
 from __future__ import annotations
@@ -29,16 +30,24 @@ from typing import Literal
 import numpy as np
 
 from craft.compiler.analysis import Analysis
+from craft.compiler.kinds import kind_named
 
-ConditionKind = Literal["followers-agree", "single-anchor", "not-together", "brackets-match"]
+ConditionKind = Literal["followers-agree", "single-anchor", "not-together"]
 
 
 @dataclass(frozen=True)
 class Condition:
-    kind: ConditionKind
+    """A place where a model is not exact: ``kind`` names it, ``rules`` the rules it is
+    about; ``owner`` the rule kind (its name) that describes and checks it, or None for
+    the tensor family's own (``kind`` one of :data:`ConditionKind`)."""
+
+    kind: str
     rules: tuple[str, ...]
+    owner: str | None = None
 
     def describe(self) -> str:
+        if self.owner is not None:
+            return kind_named(self.owner).describe_condition(self)
         if self.kind == "followers-agree":
             return (
                 f"{self.rules[0]}: earlier occurrences of the current token were all followed "
@@ -46,41 +55,21 @@ class Condition:
             )
         if self.kind == "single-anchor":
             return f"{self.rules[0]}: at most one anchor in the window (a count, not an OR)"
-        if self.kind == "brackets-match":
-            return (
-                f"{self.rules[0]}: no closer met an open bracket of another type (the spec "
-                "ignores such a closer; the model's depth count does not)"
-            )
         return f"{self.rules[0]} and {self.rules[1]} do not fire together"
 
     def holds(self, an: Analysis, ctx: list[int]) -> bool:
+        if self.owner is not None:
+            return kind_named(self.owner).condition_holds(self, an, ctx)
         rules = [an.info(n) for n in self.rules]
         if self.kind == "not-together":
             return not (rules[0].holds(ctx) and rules[1].holds(ctx))
         r = rules[0]
-        if self.kind == "brackets-match":
-            return not ctx or ctx[-1] not in r.cue or not wrong_closer(r.rule, ctx)
         if not r.holds(ctx):
             return True
         if self.kind == "single-anchor":
             return r.anchor_count(ctx) <= 1
         followers = {ctx[s + 1] for s in range(len(ctx) - 1) if ctx[s] == ctx[-1]}
         return len(followers) <= 1
-
-
-def wrong_closer(rule, ctx: list[int]) -> bool:
-    """Whether a closer of ``ctx`` met a non-empty bracket stack whose top it does not
-    close (``rule`` a :class:`specs.model.Bracket`)."""
-    stack: list[int] = []
-    for token in ctx:
-        closer = rule.closer_of.get(token)
-        if closer is not None:
-            stack.append(closer)
-        elif token in rule.closers and stack:
-            if token != stack[-1]:
-                return True
-            stack.pop()
-    return False
 
 
 def conditions(an: Analysis, family: str, earliest: bool = True) -> tuple[Condition, ...]:
@@ -174,11 +163,16 @@ def condition_mask(conds: tuple[Condition, ...], an: Analysis, tokens: np.ndarra
     out = np.ones((b, t), dtype=bool)
     if not conds:
         return out
-    simple = tuple(c for c in conds if c.kind not in ("followers-agree", "brackets-match"))
+    owned = [c for c in conds if c.owner is not None]
+    masks = [kind_named(c.owner).condition_mask(c, an, tokens) for c in owned]
+    for mask in masks:
+        if mask is not None:
+            out &= mask
+    rest = tuple(c for c, m in zip(owned, masks, strict=True) if m is None)
+    simple = tuple(c for c in conds if c.owner is None and c.kind != "followers-agree") + rest
     followers = [an.info(c.rules[0]) for c in conds if c.kind == "followers-agree"]
-    brackets = [an.info(c.rules[0]) for c in conds if c.kind == "brackets-match"]
-    if brackets:
-        out &= _brackets_mask(brackets, tokens)
+    if not simple and not followers:
+        return out
     for i in range(b):
         row = [int(x) for x in tokens[i, 1:]]
         seen: dict[int, set[int]] = {}
@@ -188,25 +182,4 @@ def condition_mask(conds: tuple[Condition, ...], an: Analysis, tokens: np.ndarra
                 seen.setdefault(row[j - 2], set()).add(x)
             ok = all(len(seen.get(x, ())) <= 1 for r in followers if x in r.cue)
             out[i, j] &= ok and (not simple or all_hold(simple, an, row[:j]))
-    return out
-
-
-def _brackets_mask(rules, tokens: np.ndarray) -> np.ndarray:
-    """``brackets-match`` at every position, one pass per row and rule: false at a cue
-    once a closer has met a non-empty stack of another type."""
-    b, t = tokens.shape
-    out = np.ones((b, t), dtype=bool)
-    for r in rules:
-        closer_of, closers = r.rule.closer_of, r.rule.closers
-        for i in range(b):
-            stack: list[int] = []
-            broken = False
-            for j in range(1, t):
-                x = int(tokens[i, j])
-                if x in closer_of:
-                    stack.append(closer_of[x])
-                elif x in closers and stack and not broken:
-                    broken = x != stack[-1]
-                    stack.pop()
-                out[i, j] = not (broken and x in r.cue)
     return out

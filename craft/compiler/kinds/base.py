@@ -173,8 +173,21 @@ class RuleKind:
     # -- conditions --------------------------------------------------------------------
     def conditions(self, r: RuleInfo, an: Analysis) -> list[Condition]:
         """Where a model of it is not exact, in every family (the bound is stated on the
-        contexts where they hold)."""
+        contexts where they hold); each names this kind as its ``owner``."""
         return []
+
+    def describe_condition(self, cond: Condition) -> str:
+        """One line saying what one of its own conditions asks of a context."""
+        raise NotImplementedError(self.name)
+
+    def condition_holds(self, cond: Condition, an: Analysis, ctx: list[int]) -> bool:
+        """Whether one of its own conditions holds at the last position of ``ctx``."""
+        raise NotImplementedError(self.name)
+
+    def condition_mask(self, cond: Condition, an: Analysis, tokens: np.ndarray):
+        """``bool [B, T]``: the condition at every position of ``tokens`` (BOS in column
+        0), or None to check each prefix with :meth:`condition_holds`."""
+        return None
 
     def tensor_conditions(self, r: RuleInfo, an: Analysis, earliest: bool) -> list[Condition]:
         """Where a one-hot (``earliest``) or compact tensor model of it is not exact."""

@@ -350,6 +350,21 @@ def _refuse(rule: str, tensor: bool) -> None:
         )
 
 
+def _broken(rule: Bracket, ctx: list[int]) -> list[bool]:
+    """Per position of ``ctx``: whether a closer up to there met a non-empty stack whose
+    top it does not close."""
+    stack: list[int] = []
+    out, broken = [], False
+    for token in ctx:
+        closer = rule.closer_of.get(token)
+        if closer is not None:
+            stack.append(closer)
+        elif token in rule.closers and stack and not broken:
+            broken = token != stack.pop()
+        out.append(broken)
+    return out
+
+
 class BracketKind(RuleKind):
     name = "bracket"
     rule = Bracket
@@ -391,9 +406,34 @@ class BracketKind(RuleKind):
         return FLOAT32_LIMIT
 
     def conditions(self, r: RuleInfo, an: Analysis) -> list[Condition]:
-        """Every family: no closer of the wrong type meets a non-empty stack before a cue
-        (``brackets-match``); the model counts such a closer as a pop."""
-        return [Condition("brackets-match", (r.name,))]
+        """Every family: at a cue, no earlier closer met a non-empty stack whose top it
+        does not close (``brackets-match``). The spec ignores such a closer; the model's
+        count ``h`` takes it as a pop, so its depth is off from there on. Closers on an
+        empty stack are handled (the clamped minimum); the spec's own sequences meet the
+        condition whenever closers come only from bracket rules (toy_language_brackets).
+        Why not more layers: whether a closer pops depends on the top at that time, which
+        depends on every earlier closer's decision; re-running the three layers with the
+        previous pass's decisions fixes one more wrong-type closer per pass, so no fixed
+        depth is exact on every context this way (the bar's random contexts)."""
+        return [Condition("brackets-match", (r.name,), owner=self.name)]
+
+    def describe_condition(self, cond: Condition) -> str:
+        return (
+            f"{cond.rules[0]}: no closer met an open bracket of another type (the spec "
+            "ignores such a closer; the model's depth count does not)"
+        )
+
+    def condition_holds(self, cond: Condition, an: Analysis, ctx: list[int]) -> bool:
+        r = an.info(cond.rules[0])
+        return not ctx or ctx[-1] not in r.cue or not _broken(r.rule, ctx)[-1]
+
+    def condition_mask(self, cond: Condition, an: Analysis, tokens: np.ndarray) -> np.ndarray:
+        """One pass per row: false at a cue once a closer has met a non-empty stack of
+        another type."""
+        r = an.info(cond.rules[0])
+        cue = np.isin(tokens, sorted(r.cue))
+        broken = np.array([[False, *_broken(r.rule, row[1:].tolist())] for row in tokens])
+        return ~(broken & cue)
 
     def group(self, rule) -> str:
         return "bracket"
