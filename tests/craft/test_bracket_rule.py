@@ -284,3 +284,19 @@ def test_past_the_float32_limit_the_model_runs_in_float64():
         compile_spec(long, dtype="float32")
     msg = str(err.value)
     assert "\n" not in msg and f"up to max_len {FLOAT32_LIMIT}" in msg
+
+
+def test_a_position_free_bracket_model_meets_the_bound():
+    """``--positions none``: the derived position code feeds the depth MLP's gates and the
+    openers' positions; the bound still holds on sampled sequences and at every depth."""
+    from craft.compiler.positions import derive_positions
+
+    spec, c = spec_of("nested"), compiled("nested")
+    free = derive_positions(c.model)
+    assert free.cfg.positions == "none" and free.cfg.n_layers == 4
+    tokens, _ = specs.sample(spec, 300, spec.max_len, seed=7)
+    seen, _ = check_positions("nested", tokens, mean_bar=1e-3, model=free)
+    assert "close" in seen
+    contexts = _nest(spec, spec.rules[2], range(1, spec.max_len), np.random.default_rng(8))
+    kl, _ = last_kl(spec, free, contexts)
+    assert kl.max() <= c.constants.bound["close"]

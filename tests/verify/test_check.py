@@ -90,6 +90,23 @@ def test_planted_wrong_type_closer_at_depth_three_is_found_minimal():
     assert openers[1] != openers[2]  # the two innermost differ: the wrong type closes
 
 
+def test_planted_copy_from_two_back_is_found_minimal():
+    """The copy head of previous_token reads ``t - 2`` instead of ``t - 1`` (nothing at
+    ``t = 2``): the minimal counterexample is one symbol and the cue."""
+    model, spec = crafted("previous_token"), spec_of("previous_token")
+    layer, h = head_index(model, "copy:copy-previous")
+    attn, lay = model.blocks[layer].attn, model.layout
+    with torch.no_grad():
+        for t in range(2, spec.max_len + 1):  # query pos:t now meets key pos:t-2
+            j = int(attn.W_Q[h][lay.index(Direction("pos", t))].abs().argmax())
+            attn.W_K[h][:, j] = 0
+            if t >= 3:
+                attn.W_K[h][lay.index(Direction("pos", t - 2)), j] = 1
+    r = check_claim(model, spec, holds("copy-previous"), examples=400)
+    assert not r.passed
+    assert len(r.counterexample) == 2 and r.counterexample[-1] == "?"
+
+
 def test_planted_short_window_is_found():
     """The skip-bigram head's window ends one token early: (beach ... big) at distance 9."""
     model, spec = crafted(), spec_of("toy_language")
