@@ -300,3 +300,17 @@ def test_a_position_free_bracket_model_meets_the_bound():
     contexts = _nest(spec, spec.rules[2], range(1, spec.max_len), np.random.default_rng(8))
     kl, _ = last_kl(spec, free, contexts)
     assert kl.max() <= c.constants.bound["close"]
+
+
+def test_without_the_minimum_a_closer_on_an_empty_stack_counts():
+    """Zeroing the bracket-min head: ``) ( .`` then reads depth 0 and does not fire."""
+    spec = spec_of("nested")
+    c = compile_spec(spec, "standard")
+    rec = next(r for r in c.model.meta["components"] if r["kind"] == "bracket-min")
+    ctx = [specs.encode(spec, x.split()) for x in (") ( .", "] ] [ ;", "( ) ) { .")]
+    before, _ = last_kl(spec, c.model, [list(x) for x in ctx])
+    assert before.max() <= c.constants.bound["close"]
+    with torch.no_grad():
+        c.model.blocks[rec["layer"]].attn.W_V[rec["head"]].zero_()
+    after, _ = last_kl(spec, c.model, [list(x) for x in ctx])
+    assert after.min() > 1.0
