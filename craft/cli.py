@@ -89,6 +89,12 @@ def _budget_args(args: argparse.Namespace) -> None:
             where="--dtype",
             fix="drop --dtype, or drop --shape/--smallest",
         )
+    if args.layers is not None and budget:
+        raise CraftError(
+            "--layers applies to the one-hot compiler; a size budget sets its own layers",
+            where="--layers",
+            fix="drop --layers, or give the layers in --shape LxHxD",
+        )
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -104,7 +110,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         model = compile_compact(spec, shape, args.family, COMPILER_VERSION).model
         what = f"attention-only, shape {shape}"
     else:
-        compiled = compile_spec(spec, args.family, args.dtype)
+        compiled = compile_spec(spec, args.family, args.dtype, args.layers)
         model, what = compiled.model, f"{compiled.plan.n_layers} layers"
     if args.positions == "none":
         model = derive_positions(model, args.dtype)
@@ -257,6 +263,12 @@ def _compile_parser(sub) -> None:
         choices=("learned", "none"),
         default="learned",
         help="none: no positional embedding; a first layer derives it (standard family)",
+    )
+    p.add_argument(
+        "--layers",
+        type=int_at_least(1),
+        help="at most this many layers (default: as many as exactness needs; the tensor "
+        "family's exact readouts take extra ones, without them it states conditions)",
     )
     p.add_argument(
         "--shape",

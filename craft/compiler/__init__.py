@@ -6,6 +6,7 @@ What is particular to a rule kind lives in :mod:`craft.compiler.kinds`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from craft.compiler.analysis import Analysis, analyse
@@ -37,19 +38,27 @@ class Compiled:
         return self.plan.analysis
 
 
-def compile_spec(spec: Spec, family: str = "standard", dtype: str | None = None) -> Compiled:
+def compile_spec(
+    spec: Spec, family: str = "standard", dtype: str | None = None, layers: int | None = None
+) -> Compiled:
     """Compile ``spec`` into a model of ``family``.
 
     ``dtype``: None picks float32 unless the model's logits outgrow it (tensor-family
     induction at long ``max_len``: float64, recorded in the file, which ``load_model``
     restores); ``"float32"`` beyond that limit is a CraftError naming it.
+
+    ``layers``: the most layers the model may have (None: as many as exactness needs).
+    The tensor family's exact readouts take extra layers
+    (:func:`~craft.compiler.kinds.shared.exact_readouts`); when they do not fit, its
+    readouts fall back to one layer and the model states the conditions that brings.
+    A model that cannot fit even then is a CraftError.
     """
     if family not in FAMILIES:
         raise CraftError(
             f"unknown family {family!r}", where="--family", fix="use standard or tensor"
         )
-    an = analyse(spec)
-    p = plan(an)
+    p = _plan(analyse(spec), family, layers)
+    an = p.analysis
     k = derive(an, family, len(p.slots), dtype)
     model, placed = assemble(p, k, family)
     conds = conditions(an, family, earliest=True)
@@ -65,6 +74,23 @@ def compile_spec(spec: Spec, family: str = "standard", dtype: str | None = None)
         "float32_limit": float_limit(an, family),
     }
     return Compiled(model, p, k, conds, placed)
+
+
+def _plan(an: Analysis, family: str, layers: int | None) -> Plan:
+    """The plan; in the tensor family with exact readouts when ``layers`` allows them."""
+    if family == "tensor":
+        exact = plan(dataclasses.replace(an, exact_tensor=True))
+        if layers is None or exact.n_layers <= layers:
+            return exact
+    p = plan(an)
+    if layers is not None and p.n_layers > layers:
+        raise CraftError(
+            f"this spec needs {p.n_layers} layers in the {family} family, more than "
+            f"--layers {layers}",
+            where="--layers",
+            fix=f"allow at least {p.n_layers} layers",
+        )
+    return p
 
 
 def _components(p: Plan) -> list[dict]:

@@ -106,6 +106,7 @@ class Analysis:
     rules: tuple[RuleInfo, ...]
     direct: tuple[Dist, ...]  # [V + 1]: effective bigram row per token, then the start row
     shadowed: tuple[str, ...]  # non-bigram rules that can never fire
+    exact_tensor: bool = False  # tensor family: readouts take exact products (extra layers)
 
     def info(self, name: str) -> RuleInfo:
         return next(r for r in self.rules if r.name == name)

@@ -33,7 +33,7 @@ import sympy as sp
 
 from craft.compiler.analysis import Analysis, log_probs
 from craft.compiler.kinds import registry
-from craft.compiler.kinds.shared import prev_scores
+from craft.compiler.kinds.shared import prev_scores, readout_scale
 from specs.errors import CraftError
 from specs.model import MAX_LEN_LIMIT
 
@@ -170,6 +170,8 @@ def _writes(an: Analysis, name: str, family: str) -> float:
     info = next((r for r in an.rules if r.name == name), None)
     if family != "tensor" or info is None or info.deterministic:
         return 1.0
+    if an.exact_tensor:  # one write, computed through product trees
+        return readout_scale(an, info)
     return float(info.max_count(an.spec.max_len))
 
 

@@ -53,6 +53,8 @@ class ComponentKind(StrEnum):
       and ``tok``.
     * ``readout``: gives a non-deterministic rule its exact distribution, cancelling
       the direct path and lower rules' boosts where it fires.
+    * ``product``: tensor family, bilinear units each the exact product of two linear
+      features (the levels of a readout's product tree: an OR of a count, a gate).
     * ``bracket-depth``: turns the bracket count's average into the count.
     * ``bracket-code``: one-hot bracket depths at cues and at openers.
     * ``position-code``: turns ``1/(t+1)`` into the position code a learned table
@@ -74,6 +76,7 @@ class ComponentKind(StrEnum):
     BRACKET_MIN = "bracket-min"
     BRACKET_CODE = "bracket-code"
     BRACKET = "bracket"
+    PRODUCT = "product"
 
     @property
     def sublayer(self) -> Sublayer:
@@ -84,6 +87,7 @@ class ComponentKind(StrEnum):
             ComponentKind.POSITION_CODE,
             ComponentKind.BRACKET_DEPTH,
             ComponentKind.BRACKET_CODE,
+            ComponentKind.PRODUCT,
         )
         return "mlp" if self in mlp else "attn"
 

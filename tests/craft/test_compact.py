@@ -240,6 +240,7 @@ def test_diff_compares_every_compact_component():
         ComponentKind.BRACKET_MIN,
         ComponentKind.BRACKET_CODE,
         ComponentKind.BRACKET,
+        ComponentKind.PRODUCT,  # tensor family's exact readouts
     }
 
 

@@ -23,6 +23,7 @@ MLP_KINDS = {
     ComponentKind.POSITION_CODE,
     ComponentKind.BRACKET_DEPTH,
     ComponentKind.BRACKET_CODE,
+    ComponentKind.PRODUCT,
 }
 
 

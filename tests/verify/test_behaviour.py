@@ -176,7 +176,7 @@ def test_tensor_evaluation_reports_where_exact():
     from craft.compiler import compile_spec
 
     spec = specs.parse_spec(TWO_ANCHORS, "two.yaml")  # two anchors change its output
-    tensor = compile_spec(spec, "tensor").model
+    tensor = compile_spec(spec, "tensor", layers=1).model  # no room for the exact OR
     result = evaluate(tensor, spec, n_seqs=200, seed=4)
     assert result.where_exact is not None
     assert result.where_exact.overall.n < result.overall.n
@@ -191,6 +191,10 @@ def test_tensor_evaluation_reports_where_exact():
     assert two[0, -1] > 1e-3 and one[0, -1] <= model.meta["bounds"]["skip"]
     standard = evaluate(compile_spec(spec, "standard").model, spec, n_seqs=20)
     assert standard.where_exact is None and "where_exact" not in standard.to_json()
+    exact = compile_spec(spec, "tensor").model  # layers to spare: the OR of the count
+    assert exact.meta["conditions"] == [] and exact.cfg.n_layers == 3
+    two, _ = kl_per_position(exact, twice, np.array([[bos, a, a, c]]))
+    assert two[0, -1] <= exact.meta["bounds"]["skip"]
 
 
 TWO_ANCHORS = """\

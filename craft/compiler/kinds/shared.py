@@ -61,7 +61,7 @@ class DetectorKind(RuleKind):
         """A non-deterministic detector's readout cannot be switched off by a gate in the
         same layer, and counts anchors unless a count is harmless
         (:func:`~craft.compiler.conditions.count_harmless`)."""
-        if r.deterministic:
+        if r.deterministic or an.exact_tensor:  # exact readouts (:func:`exact_readouts`)
             return []
         out = [Condition("not-together", (g.name, r.name)) for g in an.gates(r)]
         if counts(an, r) and not count_harmless(an, r):
@@ -146,6 +146,7 @@ class Readout(Component):
     rule: str
     gates: tuple[str, ...]
     cancels: tuple[str, ...]
+    factor: tuple[tuple[Direction, float], ...] = ()  # tensor, exact: [r fires, no gate]
     name: str = ""
     sublayer: Sublayer = "mlp"
 
@@ -153,7 +154,8 @@ class Readout(Component):
         return (self.rule,)
 
     def reads(self, an: Analysis) -> set[Direction]:
-        return {Direction("fire", n) for n in (self.rule, *self.gates, *self.cancels)}
+        fires = {Direction("fire", n) for n in (self.rule, *self.gates, *self.cancels)}
+        return fires | {d for d, _ in self.factor if d != ONE}
 
     def writes(self, an: Analysis) -> set[Direction]:
         return {Direction("read", self.rule)}
@@ -169,18 +171,166 @@ class Readout(Component):
         w_u[layout.index(Direction("read", self.rule))] = log_probs(an.info(self.rule).next, k.gap)
 
 
-def readouts(an: Analysis) -> list[Readout]:
+def readouts(an: Analysis) -> list[Component]:
     """One readout per non-deterministic rule, gated by its gates, cancelling the lower
-    deterministic rules with a fire feature that can fire with it."""
+    deterministic rules with a fire feature that can fire with it. With
+    ``an.exact_tensor``, each readout first multiplies its factors exactly
+    (:func:`exact_readouts`)."""
+    if an.exact_tensor:
+        return exact_readouts(an)
     out = []
     for r in an.rules:
         if not r.deterministic:
             gates = tuple(g.name for g in an.gates(r))
-            cancels = tuple(
-                x.name for x in an.lower_cofiring(r) if x.deterministic and x.rule_kind.fires
-            )
-            out.append(named(Readout(r.name, gates, cancels), f"readout:{r.name}"))
+            out.append(named(Readout(r.name, gates, _cancels(an, r)), f"readout:{r.name}"))
     return out
+
+
+def _cancels(an: Analysis, r: RuleInfo) -> tuple[str, ...]:
+    return tuple(x.name for x in an.lower_cofiring(r) if x.deterministic and x.rule_kind.fires)
+
+
+# -- exact tensor-family readouts --------------------------------------------------------
+@dataclass(frozen=True)
+class Products(Component):
+    """Tensor family: bilinear MLP units ``(left . x)(right . x)``, each written to its own
+    direction: one level of a product tree (:func:`product_tree`)."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.PRODUCT
+    band: ClassVar[Band] = Band.READ
+
+    rule: str
+    units: tuple[tuple[tuple[tuple[Direction, float], ...], ...], ...]  # (left, right, out)
+    name: str = ""
+    sublayer: Sublayer = "mlp"
+
+    def rule_names(self) -> tuple[str, ...]:
+        return (self.rule,)
+
+    def reads(self, an: Analysis) -> set[Direction]:
+        return {d for left, right, _ in self.units for d, _ in (*left, *right) if d != ONE}
+
+    def writes(self, an: Analysis) -> set[Direction]:
+        return {out[0][0] for _, _, out in self.units}
+
+    def residual(self, an: Analysis) -> tuple[Direction, ...]:
+        return tuple(out[0][0] for _, _, out in self.units)
+
+    def circuits(self, an: Analysis, k: Constants, tensor: bool) -> list[UnitCircuit]:
+        return [
+            UnitCircuit(f"{self.name}:{i}", dict(left), dict(out), dict(right))
+            for i, (left, right, out) in enumerate(self.units)
+        ]
+
+
+def product_tree(label: str, rule: str, factors: list[Vec]) -> tuple[list[Products], Vec]:
+    """The exact product of linear ``factors`` in ``ceil(log2 len)`` bilinear MLP levels
+    (pairs at each level; an odd one out is multiplied by ``one``), and the feature
+    holding it (the factor itself when there is one)."""
+    comps, level = [], 0
+    while len(factors) > 1:
+        level += 1
+        units, nxt = [], []
+        for i in range(0, len(factors), 2):
+            right = factors[i + 1] if i + 1 < len(factors) else {ONE: 1.0}
+            out = Direction(f"prod[{label}]", f"{level}.{i // 2}")
+            units.append((tuple(factors[i].items()), tuple(right.items()), ((out, 1.0),)))
+            nxt.append({out: 1.0})
+        comps.append(named(Products(rule, tuple(units)), f"product:{label}:{level}"))
+        factors = nxt
+    return comps, factors[0]
+
+
+def none_factors(width: int) -> list[Vec]:
+    """``1 - c / k`` for ``k = 1..width``, ``c`` a count in ``0..width`` (``fire`` below):
+    their product is 1 at ``c = 0`` and 0 at every ``c = 1..width`` (one factor
+    vanishes), so it is exactly ``[c = 0]``, the NOT of the detector's OR."""
+    return [{ONE: 1.0, Direction("fire", None): -1.0 / k} for k in range(1, width + 1)]
+
+
+def tree_peak(width: int) -> float:
+    """The largest value any node of the ``none`` tree of a count up to ``width`` takes
+    (the magnitude its rounding is charged at): evaluated at every count 0..width."""
+    peak = 1.0
+    for c in range(width + 1):
+        level = [1.0 - c / k for k in range(1, width + 1)]
+        while len(level) > 1:
+            pairs = zip(level[::2], [*level[1::2], 1.0], strict=False)
+            level = [a * b for a, b in pairs]
+            peak = max(peak, *(abs(x) for x in level))
+    return peak
+
+
+def readout_scale(an: Analysis, r: RuleInfo) -> float:
+    """How large the values an exact readout of ``r`` computes with can be, relative to a
+    0/1 feature (its rounding is charged at this multiple): its count when the count is
+    harmless (it writes that many times), times the largest node of every ``none`` tree
+    it reads (:func:`tree_peak`)."""
+    max_len = an.spec.max_len
+    trees = [g for g in an.gates(r) if counts(an, g)]
+    scale = 1.0
+    if counts(an, r):
+        if count_harmless(an, r):
+            scale = r.max_count(max_len)
+        else:
+            trees.append(r)
+    peaks = [tree_peak(int(g.max_count(max_len))) for g in trees]
+    return scale * max([1.0, *peaks])
+
+
+def exact_readouts(an: Analysis) -> list[Component]:
+    """Tensor family: readouts exact wherever the standard family's are.
+
+    A tensor readout is a bilinear unit ``fire:r * [x_t = v]``; a detector's ``fire`` is
+    a count ``c`` of anchors, not an OR, and a gate would need a third factor. Both are
+    polynomials of higher degree, so they take more layers, not conditions:
+
+    * ``[c >= 1] = 1 - prod_k (1 - c/k)`` over ``k = 1..W`` (``W`` the window: the count
+      is at most ``W``): exact on ``0..W``, degree ``W``, so ``ceil(log2 W)`` bilinear
+      levels (:func:`none_factors`, :func:`product_tree`). No polynomial of lower degree
+      is 0 at 0 and 1 at 1..W (``p - 1`` has W roots), and a bilinear MLP level at most
+      doubles the degree, so fewer levels cannot do it.
+    * gated: ``[r fires] * prod_g [g does not fire]`` (each factor linear: ``1 - fire:g``
+      for a trigram, the tree above for a counting gate), one product tree over the
+      factors; so gates firing together switch the readout off exactly.
+
+    The readout then multiplies the tree's output by ``[x_t = v]`` (and by ``fire:l`` for
+    the cancels), as before. A rule whose count is harmless
+    (:func:`~craft.compiler.conditions.count_harmless`) keeps its count.
+    """
+    comps: list[Component] = []
+    none: dict[str, Vec] = {}
+
+    def not_firing(g: RuleInfo) -> Vec:
+        if not counts(an, g):
+            return {ONE: 1.0, Direction("fire", g.name): -1.0}
+        if g.name not in none:
+            width = int(g.max_count(an.spec.max_len))
+            fire = Direction("fire", g.name)
+            factors = [
+                {(fire if d == Direction("fire", None) else d): w for d, w in f.items()}
+                for f in none_factors(width)
+            ]
+            cs, none[g.name] = product_tree(f"none:{g.name}", g.name, factors)
+            comps.extend(cs)
+        return none[g.name]
+
+    out: list[Component] = []
+    for r in an.rules:
+        if r.deterministic:
+            continue
+        gates = an.gates(r)
+        if counts(an, r) and not count_harmless(an, r):
+            fires = {ONE: 1.0, **{d: -w for d, w in not_firing(r).items()}}
+        else:
+            fires = {Direction("fire", r.name): 1.0}
+        cs, factor = product_tree(f"read:{r.name}", r.name, [fires, *map(not_firing, gates)])
+        comps.extend(cs)
+        readout = Readout(
+            r.name, tuple(g.name for g in gates), _cancels(an, r), tuple(factor.items())
+        )
+        out.append(named(readout, f"readout:{r.name}"))
+    return comps + out
 
 
 def readout(c: Readout, an: Analysis, tensor: bool) -> list[UnitCircuit]:
@@ -192,11 +342,13 @@ def readout(c: Readout, an: Analysis, tensor: bool) -> list[UnitCircuit]:
     fire with r a unit ``[fire:r][fire:l][no gate]`` writes ``-fire:l`` (removing l's
     boost). Standard: ``relu(fire:r + [x_t = v] - 1 - sum_g fire:g)``: a ReLU of 0/1
     features, exact up to their errors. Tensor: ``fire:r * [x_t = v]`` (no gating: a
-    third factor would need another layer; the compiler states the condition instead).
+    third factor would need another layer; the compiler states the condition instead),
+    or with exact readouts ``factor * [x_t = v]``, ``factor`` the product tree's ``[r
+    fires][no gate fires]`` (:func:`exact_readouts`).
     """
     r = an.info(c.rule)
     gate = ind([Direction("fire", g) for g in c.gates], -1.0)
-    fire_r = {Direction("fire", r.name): 1.0}
+    fire_r = dict(c.factor) if tensor and c.factor else {Direction("fire", r.name): 1.0}
     units = []
     for v in sorted(r.cue):
         out = {Direction("read", r.name): 1.0, tok(v, an): -1.0}
