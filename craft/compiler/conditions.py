@@ -1,8 +1,10 @@
 """Where a model cannot be exact, and the contexts on which its bound holds.
 
 A polynomial network of fixed depth sums where the semantics asks for an OR, a first
-occurrence or a three-way AND. The compiler does not hide this: each such place becomes
-a :class:`Condition`, printed at compile time, and the reported bound is guaranteed on
+occurrence or a three-way AND. The one-hot tensor compiler adds the layers that make
+those exact (:func:`craft.compiler.kinds.shared.exact_readouts`); under ``--layers`` it
+may not, and the compact one does not. Each place left inexact becomes a
+:class:`Condition`, printed at compile time, and the reported bound is guaranteed on
 every context where all conditions hold (tests check it there).
 
 * ``followers-agree`` (the compact tensor compiler only): tensor induction sums over all
@@ -10,10 +12,10 @@ every context where all conditions hold (tests check it there).
   (the spec wants the earliest). The one-hot tensor compiler weighs each occurrence by
   a recency factor that makes the earliest outweigh the rest
   (:func:`craft.compiler.kinds.induction.induction`), so it states no such condition.
-* ``single-anchor``: a tensor detector counts anchors in the window; a
-  non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
-* ``not-together``: a tensor readout cannot be switched off by a second
-  non-deterministic rule in the same layer (that needs a degree-3 product).
+* ``single-anchor`` (one readout layer): a tensor detector counts anchors in the window;
+  a non-deterministic skip-bigram (or one used as a gate) is exact with at most one.
+* ``not-together`` (one readout layer): a tensor readout cannot be switched off by a
+  second non-deterministic rule in the same layer (that needs a degree-3 product).
 
 A rule kind may state conditions of its own in every family (its
 :meth:`~craft.compiler.kinds.base.RuleKind.conditions`, e.g. bracket rules'

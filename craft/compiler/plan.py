@@ -55,7 +55,7 @@ def components(an: Analysis) -> list[Component]:
             out += kind.shared_components(rules, an)
     for r in an.rules:
         out += r.rule_kind.rule_components(r, an)
-    return out + readouts(an)
+    return list(dict.fromkeys(out + readouts(an)))  # shared product trees once
 
 
 def reads(c: Component, an: Analysis) -> set[Direction]:

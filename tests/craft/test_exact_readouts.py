@@ -24,6 +24,7 @@ from craft.compiler import compile_spec
 from craft.compiler.conditions import condition_mask
 from craft.compiler.kinds.shared import none_factors, tree_peak
 from craft.models.layout import Direction
+from specs.errors import CraftError
 from specs.nearmiss import near_endings
 
 GATED = """
@@ -155,3 +156,44 @@ def test_layers_through_the_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs 2 layers" in err and "--layers" in err
     assert not out.exists()
+
+
+HEADS = """
+format: craft-spec/1
+name: gated-heads
+vocab: {S: [a, b, c, d], F: [f], Q: ["?"]}
+max_len: 12
+start: {S: 1}
+rules:
+  - name: g1
+    trigram: {after: [f, S], next: {a: 0.5, b: 0.5}}
+  - name: g2
+    skip_bigram: {anchor: f, cue: [S, "?"], window: [2, 4], next: {c: 0.5, d: 0.5}}
+  - name: ind
+    induction: {on: S}
+  - name: cp
+    copy: {cue: "?", offset: 2}
+  - bigram:
+      "*": {S: 0.6, F: 0.2, Q: 0.2}
+"""
+
+
+def test_induction_and_copy_heads_gated_exactly():
+    """Induction gated by a trigram and a counting skip-bigram that fire together, copy
+    gated by that skip-bigram firing outside its cue too: the heads' second factor is the
+    product tree's ``[no gate fires]``, so no condition and no refusal."""
+    s = specs.parse_spec(HEADS)
+    c = compile_spec(s, "tensor")
+    assert c.conditions == () and c.model.cfg.n_layers == 4
+    heads = {r["name"]: r["layer"] for r in c.model.meta["components"]}
+    assert heads["induction:ind"] == heads["copy:cp"] == 3  # after their gate trees
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(len(s.vocab), size=(2000, 1 + s.max_len))
+    tokens[:, 0] = len(s.vocab)
+    kl, rules = positions_kl(s, c.model, tokens)
+    names = s.rule_names()
+    for rid in np.unique(rules):
+        assert kl[rules == rid].max() <= c.constants.bound[names[rid]], names[rid]
+    assert {"g1", "g2", "ind", "cp"} <= {names[r] for r in np.unique(rules)}
+    with pytest.raises(CraftError, match="drop --layers"):
+        compile_spec(s, "tensor", layers=2)

@@ -21,6 +21,7 @@ import numpy as np
 from craft.compiler.analysis import Analysis, RuleInfo
 from craft.compiler.conditions import Condition, counts
 from craft.compiler.kinds.base import Band, Component, Reading, RuleKind, named
+from craft.compiler.kinds.shared import gates_need_products, ungated
 from craft.compiler.primitives import HeadCircuit, tok
 from craft.models.components import ComponentKind, Sublayer
 from craft.models.layout import BOS_DIR, ONE, Direction, Layout
@@ -48,6 +49,7 @@ class CopyHead(Component):
     rule: str
     offset: int
     gates: tuple[str, ...]
+    gate_factor: tuple[tuple[Direction, float], ...] = ()  # tensor, exact: [cue][no gate]
     name: str = ""
     sublayer: Sublayer = "attn"
 
@@ -55,7 +57,8 @@ class CopyHead(Component):
         return (self.rule,)
 
     def reads(self, an: Analysis) -> set[Direction]:
-        return {Direction("fire", n) for n in self.gates}
+        fires = {Direction("fire", n) for n in self.gates}
+        return fires | {d for d, _ in self.gate_factor if d != ONE}
 
     def writes(self, an: Analysis) -> set[Direction]:
         return {Direction(f"copy[{self.rule}]", None)}
@@ -103,7 +106,10 @@ def copy_head(c: CopyHead, an: Analysis, k: Constants, tensor: bool) -> HeadCirc
     weight 1, factor 2 ``[x_t in cue] - sum_g fire:g`` on any non-BOS key (``one``), so
     the pattern is exactly ``[s = t - offset][x_t in cue][no gate]`` when every gate's cue
     lies inside the copy's cue (a gate firing elsewhere would give ``-1``: refused) and
-    gates fire one at a time (a stated condition). OV: ``tok:v -> copy[r]:v``.
+    gates fire one at a time (a stated condition). In the exact mode, when gates count
+    anchors or can fire together, factor 2 is instead the product tree's ``[x_t in
+    cue][no gate fires]`` (:func:`~craft.compiler.kinds.shared.ungated`): exact, no
+    condition, no refusal. OV: ``tok:v -> copy[r]:v``.
     """
     r = an.info(c.rule)
     vocab = an.spec.vocab.tokens
@@ -119,6 +125,8 @@ def copy_head(c: CopyHead, an: Analysis, k: Constants, tensor: bool) -> HeadCirc
         ({Direction("pos", t): w}, {Direction("pos", t - c.offset): 1.0})
         for t in range(c.offset + 1, max_len + 1)
     ]
+    if tensor and c.gate_factor:
+        return HeadCircuit(c.name, shift, ov, [(dict(c.gate_factor), {ONE: 1.0, BOS_DIR: 1.0})])
     if tensor:
         for g in c.gates:
             if not an.info(g).cue <= r.cue:
@@ -126,7 +134,7 @@ def copy_head(c: CopyHead, an: Analysis, k: Constants, tensor: bool) -> HeadCirc
                     f"the tensor family cannot switch copy rule {r.name} off where {g} fires "
                     "on a token outside its cue",
                     where=f"rule {r.name}",
-                    fix="use --family standard",
+                    fix="use --family standard, or drop --layers (the exact gate takes more)",
                 )
         factor2 = {**{tok(v, an): 1.0 for v in cue}, **dict.fromkeys(gate, -1.0)}
         return HeadCircuit(c.name, shift, ov, [(factor2, {ONE: 1.0, BOS_DIR: 1.0})])
@@ -157,8 +165,17 @@ class CopyKind(RuleKind):
         return b.rule_kind is self and b.window == a.window and (a.cue & on) <= b.cue
 
     def rule_components(self, r: RuleInfo, an: Analysis) -> list[Component]:
-        gates = tuple(g.name for g in an.gates(r))
-        return [named(CopyHead(r.name, r.window[0], gates), f"copy:{r.name}")]
+        """Its head; in the tensor family's exact mode, first the product tree of
+        ``[x_t in cue][no gate fires]`` when gates count or can fire together."""
+        gates = an.gates(r)
+        names = tuple(g.name for g in gates)
+        outside = an.exact_tensor and any(not g.cue <= r.cue for g in gates)
+        if not (gates_need_products(an, gates) or outside):
+            return [named(CopyHead(r.name, r.window[0], names), f"copy:{r.name}")]
+        cue = {tok(v, an): 1.0 for v in sorted(r.cue)}
+        comps, on = ungated(an, f"ungated:{r.name}", r.name, [cue], gates)
+        head = CopyHead(r.name, r.window[0], names, tuple(on.items()))
+        return [*comps, named(head, f"copy:{r.name}")]
 
     def scores(self, family: str, margin: float, n: int, c_max: float) -> dict[str, float]:
         """``L = M + ln n + ln C_max``; ``B = L``, ``C = G = K = 2L`` (:func:`copy_head`;
@@ -171,6 +188,8 @@ class CopyKind(RuleKind):
     def tensor_conditions(self, r: RuleInfo, an: Analysis, earliest: bool) -> list[Condition]:
         """Its gates must not fire together and must each see one anchor (as induction)."""
         gates = an.gates(r)
+        if an.exact_tensor:  # gates through a product tree (rule_components)
+            return []
         out = []
         for a, b in combinations(gates, 2):
             if an.can_cofire(a, b):

@@ -27,6 +27,7 @@ from craft.compiler.compact.common import (
 )
 from craft.compiler.conditions import Condition, counts
 from craft.compiler.kinds.base import Band, Component, Reading, RuleKind, named
+from craft.compiler.kinds.shared import gates_need_products, ungated
 from craft.compiler.primitives import HeadCircuit, ind, tok
 from craft.models.components import ComponentKind, Sublayer
 from craft.models.layout import BOS_DIR, ONE, Direction, Layout
@@ -52,6 +53,7 @@ class InductionHead(Component):
 
     rule: str
     gates: tuple[str, ...]
+    gate_factor: tuple[tuple[Direction, float], ...] = ()  # tensor, exact: [no gate fires]
     name: str = ""
     sublayer: Sublayer = "attn"
 
@@ -59,7 +61,8 @@ class InductionHead(Component):
         return (self.rule,)
 
     def reads(self, an: Analysis) -> set[Direction]:
-        return {Direction("prev", None)} | {Direction("fire", n) for n in self.gates}
+        fires = {Direction("fire", n) for n in self.gates}
+        return {Direction("prev", None)} | fires | {d for d, _ in self.gate_factor if d != ONE}
 
     def writes(self, an: Analysis) -> set[Direction]:
         return {Direction(f"copy[{self.rule}]", None)}
@@ -86,7 +89,9 @@ def induction(c: InductionHead, an: Analysis, k: Constants, tensor: bool) -> Hea
     match beats BOS by ``>= B0`` and every later match by ``>= D``; without a match BOS
     beats everything by ``>= B0``; when a gate (a non-deterministic higher rule that can
     fire here) fires, BOS beats every match by ``>= M``. Tensor: factor 1 the match
-    ``[x_t = prev_s]``, factor 2 ``(1 - sum_g fire:g) w(s)`` (the gate times the recency
+    ``[x_t = prev_s]``, factor 2 ``(1 - sum_g fire:g) w(s)`` (the gate, or with exact
+    gates the product tree's ``[no gate fires]``,
+    :func:`~craft.compiler.kinds.shared.ungated`, times the recency
     weight ``w(s) = 3**(max_len - s)``, :func:`~craft.compiler.analysis.recency`) at every
     non-BOS key. A polynomial cannot select the earliest match, but it can outweigh the
     rest: the copy coordinate of token ``v`` is ``c_v = sum w(s)`` over the matching keys
@@ -108,7 +113,8 @@ def induction(c: InductionHead, an: Analysis, k: Constants, tensor: bool) -> Hea
     keys = [Direction("pos", s) for s in range(1, an.spec.max_len + 1)]
     if tensor:
         weights = {d: recency(d.value, an.spec.max_len) for d in keys}
-        return HeadCircuit(c.name, match, ov, [({ONE: 1.0, **ind(gate, -1.0)}, weights)])
+        off = dict(c.gate_factor) or {ONE: 1.0, **ind(gate, -1.0)}
+        return HeadCircuit(c.name, match, ov, [(off, weights)])
     step = ({ONE: -k.scores[STEP]}, {d: float(d.value) for d in keys})
     bos = ({ONE: k.scores[BOS], **ind(gate, k.scores[GATE])}, {BOS_DIR: 1.0})
     return HeadCircuit(c.name, match + [step, bos], ov)
@@ -222,8 +228,15 @@ class InductionKind(RuleKind):
         return b.rule_kind is self and (a.cue & on) <= b.cue
 
     def rule_components(self, r: RuleInfo, an: Analysis) -> list[Component]:
-        gates = tuple(g.name for g in an.gates(r))
-        return [named(InductionHead(r.name, gates), f"induction:{r.name}")]
+        """Its head; in the tensor family's exact mode, first the product tree of ``[no
+        gate fires]`` when ``1 - sum_g fire:g`` is not that already."""
+        gates = an.gates(r)
+        names = tuple(g.name for g in gates)
+        if not gates_need_products(an, gates):
+            return [named(InductionHead(r.name, names), f"induction:{r.name}")]
+        comps, off = ungated(an, f"ungated:{r.name}", r.name, [], gates)
+        head = InductionHead(r.name, names, tuple(off.items()))
+        return [*comps, named(head, f"induction:{r.name}")]
 
     def weights(self, family: str, margin: float, n: int, max_len: int) -> dict[str, float]:
         """``D = B0 = M + ln n``, ``C_m = D max_len + 2 B0``, ``K = C_m + B0 + M``
@@ -244,6 +257,8 @@ class InductionKind(RuleKind):
         rest; its gates must not fire together and must each see one anchor."""
         gates = an.gates(r)
         out = [] if earliest else [Condition("followers-agree", (r.name,))]
+        if an.exact_tensor:  # gates through a product tree (rule_components)
+            return out
         for a, b in combinations(gates, 2):
             if an.can_cofire(a, b):
                 out.append(Condition("not-together", (a.name, b.name)))

@@ -278,6 +278,38 @@ def readout_scale(an: Analysis, r: RuleInfo) -> float:
     return scale * max([1.0, *peaks])
 
 
+def not_firing(an: Analysis, g: RuleInfo) -> tuple[list[Products], Vec]:
+    """``[g does not fire]`` as a feature: ``1 - fire:g`` when g's fire is 0/1, the
+    product tree of :func:`none_factors` over its count otherwise (components named by
+    g, so every reader shares them: the plan keeps one of each)."""
+    fire = Direction("fire", g.name)
+    if not counts(an, g):
+        return [], {ONE: 1.0, fire: -1.0}
+    width = int(g.max_count(an.spec.max_len))
+    factors = [{ONE: 1.0, fire: f[Direction("fire", None)]} for f in none_factors(width)]
+    return product_tree(f"none:{g.name}", g.name, factors)
+
+
+def ungated(
+    an: Analysis, label: str, rule: str, factors: list[Vec], gates
+) -> tuple[list[Products], Vec]:
+    """``prod factors * prod_g [g does not fire]``, exactly, as one feature."""
+    comps: list[Products] = []
+    for g in gates:
+        cs, vec = not_firing(an, g)
+        comps += cs
+        factors = [*factors, vec]
+    cs, vec = product_tree(label, rule, factors)
+    return comps + cs, vec
+
+
+def gates_need_products(an: Analysis, gates) -> bool:
+    """Tensor family, exact mode: whether ``1 - sum_g fire:g`` is not already exactly
+    ``[no gate fires]`` (a gate counts anchors, or two gates can fire together)."""
+    pairs = any(an.can_cofire(a, b) for i, a in enumerate(gates) for b in gates[i + 1 :])
+    return an.exact_tensor and (pairs or any(counts(an, g) for g in gates))
+
+
 def exact_readouts(an: Analysis) -> list[Component]:
     """Tensor family: readouts exact wherever the standard family's are.
 
@@ -299,36 +331,21 @@ def exact_readouts(an: Analysis) -> list[Component]:
     (:func:`~craft.compiler.conditions.count_harmless`) keeps its count.
     """
     comps: list[Component] = []
-    none: dict[str, Vec] = {}
-
-    def not_firing(g: RuleInfo) -> Vec:
-        if not counts(an, g):
-            return {ONE: 1.0, Direction("fire", g.name): -1.0}
-        if g.name not in none:
-            width = int(g.max_count(an.spec.max_len))
-            fire = Direction("fire", g.name)
-            factors = [
-                {(fire if d == Direction("fire", None) else d): w for d, w in f.items()}
-                for f in none_factors(width)
-            ]
-            cs, none[g.name] = product_tree(f"none:{g.name}", g.name, factors)
-            comps.extend(cs)
-        return none[g.name]
-
     out: list[Component] = []
     for r in an.rules:
         if r.deterministic:
             continue
         gates = an.gates(r)
         if counts(an, r) and not count_harmless(an, r):
-            fires = {ONE: 1.0, **{d: -w for d, w in not_firing(r).items()}}
+            cs, none_r = not_firing(an, r)
+            comps += cs
+            fires = {ONE: 1.0, **{d: -w for d, w in none_r.items()}}
         else:
             fires = {Direction("fire", r.name): 1.0}
-        cs, factor = product_tree(f"read:{r.name}", r.name, [fires, *map(not_firing, gates)])
-        comps.extend(cs)
-        readout = Readout(
-            r.name, tuple(g.name for g in gates), _cancels(an, r), tuple(factor.items())
-        )
+        cs, factor = ungated(an, f"read:{r.name}", r.name, [fires], gates)
+        comps += cs
+        names = tuple(g.name for g in gates)
+        readout = Readout(r.name, names, _cancels(an, r), tuple(factor.items()))
         out.append(named(readout, f"readout:{r.name}"))
     return comps + out
 
