@@ -53,6 +53,7 @@ def model_summary(model: Transformer, *, directions: bool = False) -> dict[str, 
         "interference": list(meta.get("interference") or []),
         "codes": dict(meta.get("codes") or {}),
         "derived_positions": meta.get("positions"),
+        "products": list(meta.get("products") or []),
     }
     if directions:
         out["directions"] = [str(d) for d in layout] if layout is not None else []
@@ -147,6 +148,10 @@ def _print_scope(console: Console, s: dict[str, Any]) -> None:
             "depth code's rounding as max_len**2; beyond it the model runs in float64)",
             soft_wrap=True,
         )
+    if s.get("products"):
+        console.print("layers added for exactness (tensor family):", style="bold")
+        for line in s["products"]:
+            console.print(f"  - {line}", soft_wrap=True)
     if s.get("derived_positions"):
         console.print(
             "positions: no embedding; layer 0 derives the learned table (position-share "

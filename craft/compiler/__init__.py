@@ -14,7 +14,7 @@ from craft.compiler.assemble import assemble
 from craft.compiler.conditions import Condition, all_hold, conditions
 from craft.compiler.constants import Constants, derive, float_limit
 from craft.compiler.plan import Plan, plan, reads, writes
-from craft.models.components import ComponentRecord
+from craft.models.components import ComponentKind, ComponentRecord
 from craft.models.transformer import Transformer
 from specs.errors import CraftError
 from specs.model import Spec
@@ -72,6 +72,7 @@ def compile_spec(
         "components": _components(p),
         "dtype": k.dtype,
         "float32_limit": float_limit(an, family),
+        "products": _products(p),
     }
     return Compiled(model, p, k, conds, placed)
 
@@ -91,6 +92,27 @@ def _plan(an: Analysis, family: str, layers: int | None) -> Plan:
             fix=f"allow at least {p.n_layers} layers",
         )
     return p
+
+
+def _products(p: Plan) -> list[str]:
+    """One line per product tree of an exact tensor model: what it computes, and where."""
+    trees: dict[str, list[int]] = {}
+    for c, slot in p.slots.items():
+        if c.kind == ComponentKind.PRODUCT:
+            label = c.name.split(":", 1)[1].rsplit(":", 1)[0]
+            trees.setdefault(label, []).append(slot // 2)
+    out = []
+    for label, layers in trees.items():
+        what, rule = label.split(":", 1)
+        why = {
+            "none": f"[{rule} does not fire]: its anchor count c is not an OR; "
+            "prod_k (1 - c/k) is exactly [c = 0] (degree = window)",
+            "read": f"the readout of {rule}: [{rule} fires] x [no gate fires] (degree > 2)",
+            "ungated": f"the head of {rule}: [no gate fires] (gates fire together or count)",
+        }[what]
+        span = f"MLP {min(layers)}" + (f"-{max(layers)}" if max(layers) > min(layers) else "")
+        out.append(f"{why}; {len(layers)} bilinear level(s), {span}")
+    return out
 
 
 def _components(p: Plan) -> list[dict]:

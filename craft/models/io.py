@@ -258,6 +258,7 @@ META_FIELDS = {
         "an object of numbers, one per rule",
     ),
     "conditions": (_strings, "a list of strings"),
+    "products": (_strings, "a list of strings"),
     "bound_scope": (lambda v: isinstance(v, str), "a string"),
     "interference": (
         lambda v: isinstance(v, list) and all(map(_interference, v)),

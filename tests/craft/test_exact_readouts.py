@@ -74,6 +74,9 @@ def test_no_condition_and_the_layers_it_costs():
     assert c.model.cfg.n_layers == 6  # r's OR (3 levels), its 3 factors (2), then x [x_t = v]
     kinds = [r["kind"] for r in c.model.meta["components"]]
     assert kinds.count("product") == 3 + 2 + 2 + 1  # none:r, none:g2, read:r, read:g2
+    said = c.model.meta["products"]  # the compile report says which layers and why
+    assert len(said) == 4 and any("[r does not fire]" in x and "3 bilinear" in x for x in said)
+    assert compiled(2).model.meta["products"] == []
     assert compile_spec(spec(), "standard").model.cfg.n_layers == 2
 
 
