@@ -19,7 +19,7 @@ import functools
 import numpy as np
 import pytest
 import torch
-from exactness import last_kl, positions_kl
+from exactness import check_bounds, last_kl, positions_kl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,23 +74,8 @@ def compiled(name: str):
 
 
 def check_positions(name, tokens, mean_bar, model=None):
-    """Max KL <= bound (and mean <= ``mean_bar``) per rule where the condition holds;
-    returns the rules seen and how many positions the condition left out."""
-    spec, c = spec_of(name), compiled(name)
-    kl, rules = positions_kl(spec, model or c.model, tokens)
-    ok = condition_mask(c.conditions, c.analysis, tokens)
-    names = spec.rule_names()
-    seen = []
-    for rid in np.unique(rules):
-        mask = (rules == rid) & ok
-        if not mask.any():
-            continue
-        bound = c.constants.bound[names[rid]]
-        assert kl[mask].max() <= bound, (names[rid], kl[mask].max(), bound)
-        if mean_bar is not None:
-            assert kl[mask].mean() <= mean_bar, (names[rid], kl[mask].mean())
-        seen.append(names[rid])
-    return seen, int((~ok).sum())
+    """The bounds where the condition holds: the rules checked and positions left out."""
+    return check_bounds(spec_of(name), compiled(name), tokens, mean_bar, model)
 
 
 def check_contexts(name, contexts):

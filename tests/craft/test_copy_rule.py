@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from exactness import last_kl, positions_kl
+from exactness import check_bounds, last_kl, positions_kl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,21 +71,8 @@ def compiled(name: str, family: str):
 
 
 def check_positions(name, family, tokens, mean_bar, model=None):
-    spec, c = spec_of(name), compiled(name, family)
-    kl, rules = positions_kl(spec, model or c.model, tokens)
-    ok = condition_mask(c.conditions, c.analysis, tokens)
-    names = spec.rule_names()
-    seen = []
-    for rid in np.unique(rules):
-        mask = (rules == rid) & ok
-        if not mask.any():
-            continue
-        bound = c.constants.bound[names[rid]]
-        assert kl[mask].max() <= bound, (names[rid], kl[mask].max(), bound)
-        if mean_bar is not None:
-            assert kl[mask].mean() <= mean_bar, (names[rid], kl[mask].mean())
-        seen.append(names[rid])
-    return seen
+    c = compiled(name, family)
+    return check_bounds(spec_of(name), c, tokens, mean_bar, model)[0]
 
 
 def check_contexts(name, family, contexts):

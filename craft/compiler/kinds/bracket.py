@@ -111,10 +111,9 @@ def _signs(an: Analysis, rule: Bracket) -> dict[Direction, float]:
 
 
 @dataclass(frozen=True)
-class BracketCount(Component):
-    """Uniform head: ``bcount[r] = (openers - closers in x[1..t]) / (t + 1)``."""
+class _Stage(Component):
+    """A component of one bracket rule; it writes the directions it adds (by default)."""
 
-    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_COUNT
     rule: str
     name: str = ""
     sublayer: Sublayer = "attn"
@@ -123,7 +122,14 @@ class BracketCount(Component):
         return (self.rule,)
 
     def writes(self, an: Analysis) -> set[Direction]:
-        return {_dirs(self.rule)["count"]}
+        return set(self.residual(an))
+
+
+@dataclass(frozen=True)
+class BracketCount(_Stage):
+    """Uniform head: ``bcount[r] = (openers - closers in x[1..t]) / (t + 1)``."""
+
+    kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_COUNT
 
     def residual(self, an: Analysis) -> tuple[Direction, ...]:
         return (_dirs(self.rule)["count"],)
@@ -135,22 +141,14 @@ class BracketCount(Component):
 
 
 @dataclass(frozen=True)
-class BracketDepth(Component):
+class BracketDepth(_Stage):
     """MLP: ``bh[r] = (t + 1) bcount[r]``, one pair of units per position (gated by ``pos:t``)."""
 
     kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_DEPTH
-    rule: str
-    name: str = ""
     sublayer: Sublayer = "mlp"
-
-    def rule_names(self) -> tuple[str, ...]:
-        return (self.rule,)
 
     def reads(self, an: Analysis) -> set[Direction]:
         return {_dirs(self.rule)["count"], Direction("pos", None)}
-
-    def writes(self, an: Analysis) -> set[Direction]:
-        return {_dirs(self.rule)["h"]}
 
     def residual(self, an: Analysis) -> tuple[Direction, ...]:
         return (_dirs(self.rule)["h"],)
@@ -169,22 +167,13 @@ class BracketDepth(Component):
 
 
 @dataclass(frozen=True)
-class BracketMin(Component):
+class BracketMin(_Stage):
     """Head: ``bmin[r] = min(0, min_{s <= t} h_s)`` (attends to the least ``bh``)."""
 
     kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_MIN
-    rule: str
-    name: str = ""
-    sublayer: Sublayer = "attn"
-
-    def rule_names(self) -> tuple[str, ...]:
-        return (self.rule,)
 
     def reads(self, an: Analysis) -> set[Direction]:
         return {_dirs(self.rule)["h"]}
-
-    def writes(self, an: Analysis) -> set[Direction]:
-        return {_dirs(self.rule)["min"]}
 
     def residual(self, an: Analysis) -> tuple[Direction, ...]:
         return (_dirs(self.rule)["min"],)
@@ -201,17 +190,12 @@ class BracketMin(Component):
 
 
 @dataclass(frozen=True)
-class BracketCode(Component):
+class BracketCode(_Stage):
     """MLP: the one-hot depth ``bd[r]:*`` and ``bopen[r]`` at cues and openers, and the
     position ``bkp[r]`` of each opener."""
 
     kind: ClassVar[ComponentKind] = ComponentKind.BRACKET_CODE
-    rule: str
-    name: str = ""
     sublayer: Sublayer = "mlp"
-
-    def rule_names(self) -> tuple[str, ...]:
-        return (self.rule,)
 
     def reads(self, an: Analysis) -> set[Direction]:
         d = _dirs(self.rule)
@@ -258,17 +242,11 @@ def _steps(c: BracketCode, an: Analysis, sel: dict) -> list[UnitCircuit]:
 
 
 @dataclass(frozen=True)
-class BracketHead(Component):
+class BracketHead(_Stage):
     """Head from a cue to the top opener (the latest opener at the cue's depth)."""
 
     kind: ClassVar[ComponentKind] = ComponentKind.BRACKET
-    rule: str
-    gates: tuple[str, ...]
-    name: str = ""
-    sublayer: Sublayer = "attn"
-
-    def rule_names(self) -> tuple[str, ...]:
-        return (self.rule,)
+    gates: tuple[str, ...] = ()
 
     def reads(self, an: Analysis) -> set[Direction]:
         d = _dirs(self.rule)
@@ -386,7 +364,7 @@ class BracketKind(RuleKind):
             named(BracketDepth(r.name), f"bracket-depth:{r.name}"),
             named(BracketMin(r.name), f"bracket-min:{r.name}"),
             named(BracketCode(r.name), f"bracket-code:{r.name}"),
-            named(BracketHead(r.name, gates), f"bracket:{r.name}"),
+            named(BracketHead(r.name, gates=gates), f"bracket:{r.name}"),
         ]
 
     def scores(self, family: str, margin: float, n: int, c_max: float) -> dict[str, float]:
