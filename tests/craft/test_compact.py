@@ -232,7 +232,7 @@ def test_diff_compares_every_compact_component():
     assert {x.match.component.kind for x in d.components} == set(ComponentKind) - {
         ComponentKind.TRIGRAM_AND,
         ComponentKind.READOUT,
-        ComponentKind.COPY,  # no compact construction (refused)
+        ComponentKind.COPY,  # no copy rule in the toy language
         ComponentKind.POSITION_SHARE,  # position-free models only
         ComponentKind.POSITION_CODE,
         ComponentKind.BRACKET_COUNT,  # bracket rules: no compact construction (refused)

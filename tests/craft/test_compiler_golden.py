@@ -18,7 +18,7 @@ from craft.compiler.conditions import condition_mask
 from specs.errors import CraftError
 from tests.golden import GOLDEN
 
-COMPACT_REFUSES = {"previous_token", "toy_language_brackets"}  # copy and bracket rules
+COMPACT_REFUSES = {"toy_language_brackets"}  # bracket rules
 TENSOR_REFUSES = {"toy_language_brackets"}  # bracket rules: standard family only
 
 

@@ -223,3 +223,37 @@ def induction(
     qk.append((scale(codes.one(), -d), s_lin))
     qk.append((_add(scale(codes.one(), b0), scale(gate, k)), {BOS_DIR: 1.0}))
     return HeadCircuit(name, qk, ov)
+
+
+def copy(
+    name: str, codes: Codes, pf: PosFrame, offset: int, cue: Vec, other: Vec, m: float, ov
+) -> HeadCircuit:
+    """Copy ``x[t - offset]`` when ``x_t`` is a cue (``cue``/``other``: the exact class
+    indicators of the cue and of every other token).
+
+    Score ``-2m (s - (t - offset))^2`` at every non-BOS key and ``m ([x_t not a cue] -
+    [x_t a cue])`` at BOS. At a cue with ``t > offset`` the key ``t - offset`` scores 0,
+    BOS ``-m`` and every other key ``<= -2m``; at a cue with ``t <= offset`` every key
+    scores ``<= -2m`` (the nearest lies a whole position past the peak) and BOS ``-m``;
+    at any other token BOS scores ``m``, the key ``t - offset`` 0 and the rest ``<= -2m``.
+    So the intended key (BOS: nothing copied) leads by ``m`` everywhere. OV: the key's
+    category and index into the output code, times the boost (as induction).
+    """
+    f = -2 * m * (_S - (_T - offset)) ** 2
+    bos = _add(scale(cue, -m), scale(other, m))
+    return HeadCircuit(name, quadratic(codes, pf, f) + [(bos, {BOS_DIR: 1.0})], ov)
+
+
+def copied_token_ov(codes: Codes, boost: float) -> list[tuple[Vec, Vec]]:
+    """OV of a head that copies the attended token: its category's classes into
+    ``outcat``, its index into ``outidx``, times the boost (induction, copy)."""
+    ov = [
+        (
+            {codes.cls(c): 1.0 for c, mm in enumerate(codes.classes) if codes.cat_of[mm[0]] == k},
+            {Direction("outcat", k): boost},
+        )
+        for k in codes.out_cats
+    ]
+    return ov + [
+        ({d: 1.0}, {Direction("outidx", d.value): boost}) for d in codes.layout.named("idx")
+    ]

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from craft.compiler.analysis import Analysis, RuleInfo
+from craft.compiler.compact import heads as H
+from craft.compiler.compact.common import HeadPlan, unsupported
 from craft.compiler.conditions import Condition, counts
 from craft.compiler.kinds.base import Band, Component, Reading, RuleKind, named
 from craft.compiler.kinds.shared import gates_need_products, ungated
@@ -195,6 +197,24 @@ class CopyKind(RuleKind):
             if an.can_cofire(a, b):
                 out.append(Condition("not-together", (a.name, b.name)))
         return out + [Condition("single-anchor", (g.name,)) for g in gates if counts(an, g)]
+
+    def compact_heads(self, rules: list[RuleInfo], an: Analysis) -> list[HeadPlan]:
+        """One layer-0 head per rule (positions and tokens only); a gate (a higher
+        non-deterministic rule that can fire with it) is not built compactly: refused."""
+        for r in rules:
+            if an.gates(r):
+                raise unsupported(f"copy {r.name} gated by {an.gates(r)[0].name}")
+        return [HeadPlan(f"copy:{r.name}", ComponentKind.COPY.value, 0, (r.name,)) for r in rules]
+
+    def compact_head(self, an, codes, pf, hp, m, boost):
+        """:func:`craft.compiler.compact.heads.copy`; it reads exact class indicators and
+        exact positions, so no collision (no interference record)."""
+        r = an.info(hp.rules[0])
+        vocab = range(len(an.spec.vocab))
+        cue = codes.cls_set(sorted(r.cue))
+        other = codes.cls_set(v for v in vocab if v not in r.cue)
+        ov = H.copied_token_ov(codes, boost[r.name])
+        return H.copy(hp.name, codes, pf, r.window[0], cue, other, m, ov), None
 
     def group(self, rule) -> str:
         return "copy"

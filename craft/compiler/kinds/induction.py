@@ -154,15 +154,7 @@ def compact_induction(an, codes, pf, hp, m, boost) -> tuple[HeadCircuit, Interfe
     c_m = (d * an.spec.max_len + 2 * m) / (low - high)
     b0 = c_m * high + m
     gate = _add(*(codes.prev_set(g.anchor) for g in an.gates(r)))
-    b = boost[r.name]
-    ov = [
-        (
-            {codes.cls(c): 1.0 for c, mm in enumerate(codes.classes) if codes.cat_of[mm[0]] == k},
-            {Direction("outcat", k): b},
-        )
-        for k in codes.out_cats
-    ]
-    ov += [({dd: 1.0}, {Direction("outidx", dd.value): b}) for dd in codes.layout.named("idx")]
+    ov = H.copied_token_ov(codes, boost[r.name])
     k = c_m * phi - b0 + m
     circuit = H.induction(hp.name, codes, cats, idx, gate, pf, c_m, d, b0, k, ov)
     what = f"after {an.spec.vocab.tokens[int(q_at)]}, previous token"
