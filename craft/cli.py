@@ -204,7 +204,14 @@ def _eval_context(model, spec, args: argparse.Namespace) -> int:
     console = new_console()
     shown = " ".join(report.context) or "(BOS only)"
     bound_text = f" (bound {bound:.3g})" if bound is not None else ""
-    console.print(f"context: {shown}; rule: {report.rule}; KL {report.kl:.3g}{bound_text}")
+    if bound is not None and not report.claimed:
+        bound_text = f" (bound {bound:.3g} not claimed: a stated condition fails here)"
+    console.print(
+        f"context: {shown}; rule: {report.rule}; KL {report.kl:.3g}{bound_text}", soft_wrap=True
+    )
+    if not report.claimed:
+        for condition in model.meta.get("conditions", []):
+            console.print(f"  condition: {condition}", soft_wrap=True)
     mass = {t: max(q, report.spec.get(t, 0.0)) for t, q in report.model.items()}
     for token in sorted((t for t in mass if mass[t] > 1e-6), key=lambda t: -mass[t])[:12]:
         p, q = report.spec.get(token, 0.0), report.model[token]

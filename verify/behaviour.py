@@ -345,6 +345,7 @@ class ContextReport:
     kl: float
     spec: dict[str, float]  # token -> probability, support only
     model: dict[str, float]  # token -> probability, every token
+    claimed: bool = True  # inside the compiled model's stated conditions (or it has none)
 
     def to_json(self) -> dict:
         return {
@@ -353,6 +354,7 @@ class ContextReport:
             "kl": self.kl,
             "spec": self.spec,
             "model": self.model,
+            "bound_claimed": self.claimed,
         }
 
 
@@ -370,10 +372,12 @@ def at_context(model: Transformer, spec: Spec, names: Sequence[str]) -> ContextR
     with torch.no_grad():
         q = torch.softmax(runner(torch.from_numpy(tokens))[0, -1], -1).numpy()
     vocab = spec.vocab.tokens
+    region = exact_region(model, spec, tokens)
     return ContextReport(
         context=tuple(names),
         rule=spec.rule_names()[int(rule_ids[0, -1])],
         kl=float(m.kl[0, -1]),
         spec={vocab[i]: float(x) for i, x in enumerate(p[0, -1]) if x > 0},
         model={vocab[i]: float(x) for i, x in enumerate(q)},
+        claimed=region is None or bool(region[0, -1]),
     )

@@ -299,3 +299,25 @@ def test_without_the_minimum_a_closer_on_an_empty_stack_counts():
         c.model.blocks[rec["layer"]].attn.W_V[rec["head"]].zero_()
     after, _ = last_kl(spec, c.model, [list(x) for x in ctx])
     assert after.min() > 1.0
+
+
+def test_eval_at_one_context_says_when_the_bound_is_not_claimed(tmp_path, capsys):
+    """``craft eval --context``: a crossed bracket is outside the stated condition, and
+    the output says so instead of showing a bound that looks broken."""
+    import json
+
+    from craft.cli import main
+    from craft.models import save_model
+
+    path = tmp_path / "nested.yaml"
+    path.write_text(NESTED, encoding="utf-8")
+    model = tmp_path / "m.safetensors"
+    save_model(compiled("nested").model, model)
+    argv = ["eval", str(model), "--spec", str(path), "--context"]
+    assert main([*argv, "( [ ) ."]) == 0
+    out = capsys.readouterr().out
+    assert "not claimed" in out and "condition: close: no closer met" in out
+    assert main([*argv, "( [ ] .", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["rule"] == "close" and got["bound_claimed"] is True
+    assert got["kl"] <= got["bound"]
