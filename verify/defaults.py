@@ -25,11 +25,6 @@ from verify.matching import MIN_SCORE, Match, match_all
 
 ROLE_SCORE = 0.99
 DEFAULT_KL = 1e-3
-OFF_SUPPORT = frozenset({ComponentKind.BRACKET_MIN})
-"""Components whose ablation changes outputs only off the spec's support: the bracket
-minimum matters only after a closer on an empty stack (the spec's own sequences have
-none, targeted contexts few), so an ablation claim over a handful of contexts would pass
-or fail by the draw. ``tests/craft/test_bracket_rule.py`` breaks it directly."""
 
 
 def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
@@ -50,7 +45,7 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
     reads_prev = tuple(r.name for r in spec.rules if kinds.of(r).reads_prev)
     heads = sorted(_heads(crafted), key=lambda r: (r.layer, r.head))
     for rec in heads:
-        claims += _head_claims(rec, reads_prev)
+        claims += _head_claims(rec, reads_prev, _off_support(rec, spec))
     share = [r for r in heads if r.kind == ComponentKind.POSITION_SHARE]
     if share:  # a position-free model: every head above reads the position it derives
         served = tuple(dict.fromkeys(x for r in heads if r.layer > share[0].layer for x in r.rules))
@@ -61,7 +56,16 @@ def default_claims(crafted: Transformer, spec: Spec) -> tuple[Claim, ...]:
     return tuple(claims)
 
 
-def _head_claims(rec: ComponentRecord, reads_prev: tuple[str, ...]) -> list[Claim]:
+def _off_support(rec: ComponentRecord, spec: Spec) -> bool:
+    """Whether a rule the component serves says its ablation shows only off the spec's
+    support (:attr:`verify.kinds.base.VerifyKind.off_support`)."""
+    rules = [r for r in spec.rules if r.name in rec.rules]
+    return any(rec.kind.value in kinds.of(r).off_support for r in rules)
+
+
+def _head_claims(
+    rec: ComponentRecord, reads_prev: tuple[str, ...], off_support: bool = False
+) -> list[Claim]:
     """Role claims of one attention component, then ``ablate:<name>``: zero-ablating the
     head breaks the rules it serves (the previous-token head: every trigram and
     induction rule, which read ``prev``)."""
@@ -87,7 +91,7 @@ def _head_claims(rec: ComponentRecord, reads_prev: tuple[str, ...]) -> list[Clai
             )
             for r in broken
         ]
-    elif rec.kind in OFF_SUPPORT:  # its effect shows only on contexts targeted at it
+    elif off_support:  # its effect shows only off the spec's support
         broken = ()
     else:  # trigram-head, readout-head, bracket heads: no named role, their rules need them
         broken = rec.rules

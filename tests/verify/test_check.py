@@ -64,7 +64,7 @@ def test_a_crafted_bracket_model_passes_its_default_claims():
         "holds:close-bracket",
         "ablate:bracket-count:close-bracket",
         "ablate:bracket:close-bracket",
-    ]  # no ablate:bracket-min (verify.defaults.OFF_SUPPORT)
+    ]  # no ablate:bracket-min (its verify kind marks it off_support)
     for c in claims:
         r = check_claim(model, spec, c, examples=40, seed_=1)
         assert r.passed, r

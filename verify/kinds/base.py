@@ -16,6 +16,10 @@ through :func:`specs.kinds.kind_of`. The hooks, and who calls them:
   (:mod:`verify.defaults`, :mod:`verify.check`).
 * ``head_roles``: the ``head_role`` claim roles that name a rule of this kind
   (``rule:`` of a ``skip-bigram`` role must be a skip-bigram rule) (:mod:`verify.claims`).
+* ``off_support``: component kinds (``ComponentKind`` values) serving the rule whose
+  ablation changes outputs only off the spec's support, so an ablation claim over a
+  handful of contexts would pass or fail by the draw: no default ablation claim for
+  them (:mod:`verify.defaults`).
 * ``condition_scored``: whether a compact model's condition heads (``trigram-head``,
   ``readout-head``) are scored on this rule's pairs ``(x[t-1], x[t])``
   (:mod:`verify.matching`).
@@ -43,3 +47,4 @@ class VerifyKind:
     reads_prev: bool = False
     head_roles: tuple[str, ...] = ()
     condition_scored: bool = False
+    off_support: frozenset[str] = frozenset()
