@@ -262,8 +262,9 @@ def _compile_parser(sub) -> None:
     p.add_argument(
         "--dtype",
         choices=("float32", "float64"),
-        help="the float type of the weights (default: float32 unless the tensor family's "
-        "induction outgrows it; the report states the limit)",
+        help="the float type of the weights (default: float32 unless the model outgrows it: "
+        "tensor induction at long max_len, bracket rules past max_len 255; the report "
+        "states the limit)",
     )
     p.add_argument(
         "--positions",
