@@ -269,6 +269,10 @@ def test_past_the_float32_limit_the_model_runs_in_float64():
         compile_spec(long, dtype="float32")
     msg = str(err.value)
     assert "\n" not in msg and f"up to max_len {FLOAT32_LIMIT}" in msg
+    depths = range(FLOAT32_LIMIT - 5, FLOAT32_LIMIT + 1)  # the deepest nestings, in float64
+    contexts = _nest(long, long.rules[2], depths, np.random.default_rng(9))
+    kl, rules = last_kl(long, c.model, contexts)
+    assert set(rules.tolist()) == {2} and kl.max() <= c.constants.bound["close"]
 
 
 def test_a_position_free_bracket_model_meets_the_bound():
