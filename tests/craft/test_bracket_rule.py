@@ -269,6 +269,13 @@ def test_past_the_float32_limit_the_model_runs_in_float64():
         compile_spec(long, dtype="float32")
     msg = str(err.value)
     assert "\n" not in msg and f"up to max_len {FLOAT32_LIMIT}" in msg
+    at_limit = compile_spec(dataclasses.replace(long, max_len=FLOAT32_LIMIT))
+    short = at_limit.analysis.spec
+    deep = _nest(
+        short, short.rules[2], range(FLOAT32_LIMIT - 5, FLOAT32_LIMIT), np.random.default_rng(9)
+    )
+    kl, _ = last_kl(short, at_limit.model, deep)  # float32, at the limit
+    assert kl.max() <= at_limit.constants.bound["close"]
     depths = range(FLOAT32_LIMIT - 5, FLOAT32_LIMIT + 1)  # the deepest nestings, in float64
     contexts = _nest(long, long.rules[2], depths, np.random.default_rng(9))
     kl, rules = last_kl(long, c.model, contexts)
