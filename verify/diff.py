@@ -25,7 +25,9 @@ the same sampled tokens:
    not rely on it for all of those rules), ``diffuse`` (the match set holds two or more
    heads and more than ``DIFFUSE`` of the trained model's heads: ablating or patching
    most of a model breaks most rules, so neither says where the function lives),
-   ``missing`` (no match).
+   ``missing`` (no match), ``idle`` (ablating the crafted head hurts no rule on these
+   sequences, e.g. a bracket model's minimum head on well-nested data: there is nothing
+   to test the match against, so a match, if any, is by weights alone).
 
 A rule is *hurt* by the crafted ablation when its excess loss rises by at least
 ``HURT`` nats. The trained model *relies* on the match for it when zero-ablating the
@@ -325,6 +327,8 @@ def _verdict(
     """(rules the crafted ablation hurts, those the trained model relies on the match
     for, the verdict); ``n_heads``: all heads of the trained model."""
     hurt = tuple(r for r, d in crafted.zero.items() if d >= HURT)
+    if not hurt:
+        return hurt, (), "idle"
     if trained is None:
         return hurt, (), "missing"
     if len(trained.heads) >= 2 and len(trained.heads) > DIFFUSE * n_heads:

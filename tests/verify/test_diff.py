@@ -207,6 +207,8 @@ def test_a_match_set_of_most_heads_is_diffuse_not_found():
     assert _verdict(crafted_abl, most, {}, n_heads=8)[2] == "diffuse"
     assert _verdict(crafted_abl, two, {}, n_heads=8)[2] == "found"
     assert _verdict(crafted_abl, None, {}, n_heads=8)[2] == "missing"
+    idle = Ablation(((1, 0),), {"r": 0.0}, {"r": 0.0})  # the crafted head does nothing here
+    assert _verdict(idle, two, {}, n_heads=8)[2] == "idle"
 
 
 def test_a_rule_named_overall_keeps_its_own_figure():
