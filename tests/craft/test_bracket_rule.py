@@ -333,3 +333,31 @@ def test_eval_at_one_context_says_when_the_bound_is_not_claimed(tmp_path, capsys
     got = json.loads(capsys.readouterr().out)
     assert got["rule"] == "close" and got["bound_claimed"] is True
     assert got["kl"] <= got["bound"]
+
+
+ONE_PAIR = """
+format: craft-spec/1
+name: one-pair
+vocab: {S: [a, b], B: ["(", ")"], C: ["."]}
+max_len: 24
+start: {S: 1}
+rules:
+  - name: close
+    bracket: {pairs: {"(": ")"}, cue: "."}
+  - bigram: {"*": {S: 0.4, B: 0.4, C: 0.2}}
+"""
+
+
+def test_one_pair_states_no_condition_and_is_exact_everywhere():
+    """With one pair a closer either closes the top or meets an empty stack (handled by
+    the minimum): no condition, and the bound holds on every random string."""
+    s = specs.parse_spec(ONE_PAIR)
+    c = compile_spec(s, "standard")
+    assert c.conditions == () and c.model.meta["bound_scope"] == "every context"
+    rng = np.random.default_rng(11)
+    tokens = rng.integers(len(s.vocab), size=(500, 1 + s.max_len))
+    tokens[:, 0] = len(s.vocab)
+    kl, rules = positions_kl(s, c.model, tokens)
+    fired = rules == 0
+    assert fired.sum() > 100 and kl[fired].max() <= c.constants.bound["close"]
+    assert kl.max() <= max(c.constants.bound.values())

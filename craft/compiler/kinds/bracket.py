@@ -393,6 +393,8 @@ class BracketKind(RuleKind):
         depends on every earlier closer's decision; re-running the three layers with the
         previous pass's decisions fixes one more wrong-type closer per pass, so no fixed
         depth is exact on every context this way (the bar's random contexts)."""
+        if len(r.rule.pairs) == 1:  # a closer either closes the top or meets an empty stack
+            return []
         return [Condition("brackets-match", (r.name,), owner=self.name)]
 
     def describe_condition(self, cond: Condition) -> str:
