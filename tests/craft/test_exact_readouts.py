@@ -138,7 +138,7 @@ def test_the_none_tree_is_exactly_zero_count(width):
     """prod_k (1 - c/k) is 1 at c = 0 and 0 at c = 1..W, in the tree's own pairing."""
     fire = Direction("fire", None)
     for count in range(width + 1):
-        level = [1.0 + f[fire] * count for f in none_factors(width)]
+        level = [1.0 + f[fire] * count for f in none_factors(fire, width)]
         while len(level) > 1:
             level = [x * y for x, y in zip(level[::2], [*level[1::2], 1.0], strict=False)]
         assert level[0] == (1.0 if count == 0 else 0.0)
@@ -159,6 +159,9 @@ def test_layers_through_the_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs 2 layers" in err and "--layers" in err
     assert not out.exists()
+    assert main([*argv, "--layers", "2", "--shape", "2x4x64"]) == 2  # a budget sets layers
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--layers applies to the one-hot compiler" in err
 
 
 HEADS = """

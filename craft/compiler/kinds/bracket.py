@@ -99,7 +99,7 @@ def _bd(rule: str, k: int) -> Direction:
 
 
 def _spec_rule(an: Analysis, name: str) -> Bracket:
-    return next(r for r in an.spec.rules if r.name == name)
+    return an.info(name).rule  # the analysis keeps the spec rule (RuleInfo.rule)
 
 
 def _signs(an: Analysis, rule: Bracket) -> dict[Direction, float]:

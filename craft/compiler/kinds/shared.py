@@ -241,11 +241,11 @@ def product_tree(label: str, rule: str, factors: list[Vec]) -> tuple[list[Produc
     return comps, factors[0]
 
 
-def none_factors(width: int) -> list[Vec]:
-    """``1 - c / k`` for ``k = 1..width``, ``c`` a count in ``0..width`` (``fire`` below):
+def none_factors(fire: Direction, width: int) -> list[Vec]:
+    """``1 - c / k`` for ``k = 1..width``, ``c`` the count in ``fire``, in ``0..width``:
     their product is 1 at ``c = 0`` and 0 at every ``c = 1..width`` (one factor
     vanishes), so it is exactly ``[c = 0]``, the NOT of the detector's OR."""
-    return [{ONE: 1.0, Direction("fire", None): -1.0 / k} for k in range(1, width + 1)]
+    return [{ONE: 1.0, fire: -1.0 / k} for k in range(1, width + 1)]
 
 
 def tree_peak(width: int) -> float:
@@ -286,8 +286,7 @@ def not_firing(an: Analysis, g: RuleInfo) -> tuple[list[Products], Vec]:
     if not counts(an, g):
         return [], {ONE: 1.0, fire: -1.0}
     width = int(g.max_count(an.spec.max_len))
-    factors = [{ONE: 1.0, fire: f[Direction("fire", None)]} for f in none_factors(width)]
-    return product_tree(f"none:{g.name}", g.name, factors)
+    return product_tree(f"none:{g.name}", g.name, none_factors(fire, width))
 
 
 def ungated(
